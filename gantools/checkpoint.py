@@ -1,0 +1,136 @@
+"""The one checkpoint format every command reads and writes.
+
+A checkpoint is a `torch.save`d dict of plain data (str, int, float, bool,
+None, lists, dicts, tuples) and tensors, written atomically and read with
+`torch.load(weights_only=True)`, so loading never runs code. The schema is in
+docs/ARCHITECTURE.md; `new_checkpoint` builds the skeleton.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from gantools import __version__
+from gantools.errors import GantoolsError
+from gantools.fsutil import atomic_path
+
+FORMAT = "gantools-checkpoint"
+VERSION = 1
+REQUIRED_KEYS = ("format", "version", "model", "hparams", "data", "state")
+
+
+def new_checkpoint(model: str, hparams: dict, data: dict, state: dict, **extra: Any) -> dict:
+    """Return a checkpoint dict with the format header filled in.
+
+    `data` is the data spec (kind, channels, resolution, dim, value_range,
+    num_classes, class_names, source); `state` maps module names (G, D, G_ema,
+    opt_G, opt_D, ...) to state dicts. Extra keys (step, rng, config, metrics)
+    are stored as given.
+    """
+    ckpt = {
+        "format": FORMAT,
+        "version": VERSION,
+        "gantools_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": model,
+        "hparams": dict(hparams),
+        "data": dict(data),
+        "state": dict(state),
+        "step": 0,
+        "rng": {},
+        "config": {},
+        "metrics": [],
+    }
+    ckpt.update(extra)
+    return ckpt
+
+
+def save_checkpoint(ckpt: dict, path: str | os.PathLike) -> Path:
+    """Write `ckpt` to `path` atomically (temporary name, then rename)."""
+    import torch
+
+    validate(ckpt, path)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
+    """Read and validate a checkpoint without unpickling code.
+
+    Raises GantoolsError with one line naming the file when it is missing, not a
+    gantools checkpoint, of an unknown version, or carries pickled objects.
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise GantoolsError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):
+        raise GantoolsError(f"{path}: not a gantools checkpoint (not a torch zip archive)")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "Weights only load failed" in str(e) or "Unsupported global" in str(e):
+            raise GantoolsError(
+                f"{path}: refused: the file holds pickled Python objects that could run code "
+                "(gantools checkpoints hold tensors and plain data only)"
+            ) from None
+        raise GantoolsError(f"{path}: not a readable checkpoint ({first})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise GantoolsError(f"{path}: not a readable checkpoint ({first})") from None
+    validate(ckpt, path)
+    return ckpt
+
+
+def validate(ckpt: Any, path: str | os.PathLike = "<checkpoint>") -> None:
+    """Check the format header and required keys; raise GantoolsError naming `path` if wrong."""
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise GantoolsError(f"{path}: not a gantools checkpoint (no '{FORMAT}' header)")
+    version = ckpt.get("version")
+    if version != VERSION:
+        raise GantoolsError(
+            f"{path}: checkpoint format version {version!r} is not supported "
+            f"(this gantools {__version__} reads version {VERSION})"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise GantoolsError(f"{path}: damaged gantools checkpoint (missing {', '.join(missing)})")
+
+
+def summary(ckpt: dict) -> dict:
+    """A JSON-ready description of a checkpoint (everything but the tensors)."""
+
+    def parameters(sd: Any) -> int:
+        try:
+            return int(sum(v.numel() for v in sd.values() if hasattr(v, "numel")))
+        except AttributeError:
+            return 0
+
+    state = ckpt.get("state", {})
+    return {
+        "format": ckpt["format"],
+        "version": ckpt["version"],
+        "gantools_version": ckpt.get("gantools_version"),
+        "created": ckpt.get("created"),
+        "model": ckpt["model"],
+        "hparams": ckpt["hparams"],
+        "data": ckpt["data"],
+        "step": ckpt.get("step", 0),
+        "config": ckpt.get("config", {}),
+        "parameters": {
+            k: parameters(v) for k, v in state.items() if v is not None and not k.startswith("opt")
+        },
+        "state": sorted(k for k, v in state.items() if v is not None),
+        "metrics_last": (ckpt.get("metrics") or [None])[-1],
+        "metrics_count": len(ckpt.get("metrics") or []),
+    }

@@ -1,0 +1,108 @@
+"""What every command shares: the stderr console, verbosity, and turning errors into exit codes.
+
+Imports nothing heavy: commands import torch inside their bodies.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Any, Callable
+
+import typer
+
+from gantools.errors import GantoolsError
+
+_state = {"verbosity": 0}  # -1 quiet, 0 normal, 1 verbose
+
+
+def set_verbosity(quiet: bool = False, verbose: bool = False) -> None:
+    _state["verbosity"] = -1 if quiet else (1 if verbose else 0)
+
+
+def verbosity() -> int:
+    return _state["verbosity"]
+
+
+def color_enabled() -> bool:
+    """Colour and live bars only on a terminal stderr and without NO_COLOR."""
+    return sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+
+
+def console():
+    """A rich Console on stderr (talk goes to stderr, data to stdout)."""
+    from rich.console import Console
+
+    if "console" not in _state:
+        _state["console"] = Console(
+            stderr=True, no_color=not color_enabled(), highlight=False, soft_wrap=True
+        )
+    return _state["console"]
+
+
+def info(msg: str) -> None:
+    """Progress talk on stderr; silent with --quiet."""
+    if verbosity() >= 0:
+        console().print(msg, markup=False)
+
+
+def debug(msg: str) -> None:
+    if verbosity() > 0:
+        console().print(msg, markup=False)
+
+
+def warn(msg: str) -> None:
+    """A warning on stderr; shown even with --quiet."""
+    print(f"gantools: warning: {msg}", file=sys.stderr, flush=True)
+
+
+def fail(msg: str, code: int = 1) -> None:
+    print(f"gantools: error: {msg}", file=sys.stderr, flush=True)
+    raise typer.Exit(code)
+
+
+QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but results and errors.")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="Print more detail on stderr.")
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator for command bodies: a GantoolsError becomes one line on stderr and its exit code.
+
+    It also applies -q/-v (keyword arguments `quiet` and `verbose`) and turns
+    Ctrl-C into exit 130.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        set_verbosity(kwargs.get("quiet", False), kwargs.get("verbose", False))
+        try:
+            return fn(*args, **kwargs)
+        except GantoolsError as e:
+            fail(str(e), e.exit_code)
+        except KeyboardInterrupt:
+            print("gantools: interrupted", file=sys.stderr, flush=True)
+            raise typer.Exit(130) from None
+        except BrokenPipeError:
+            # The reader of our stdout went away (e.g. `| head`): not an error of ours.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(141) from None
+
+    return wrapper
+
+
+def stdout_binary():
+    """stdout as a binary stream, for the image stream and other data."""
+    return sys.stdout.buffer
+
+
+def require_output_or_pipe(out: str | None, what: str) -> str:
+    """Resolve `-o`: given -> itself; none with stdout a pipe -> '-'; none on a terminal -> usage error."""
+    from gantools.errors import UsageError
+
+    if out:
+        return out
+    if sys.stdout.isatty():
+        raise UsageError(f"stdout is a terminal: give -o OUT for the {what} (or pipe the stream)")
+    return "-"

@@ -1,0 +1,19 @@
+"""Errors a user can cause. The CLI prints them as one line and exits with `exit_code`."""
+
+
+class GantoolsError(Exception):
+    """A failure caused by the user's input (a bad file, an impossible request): exit 1."""
+
+    exit_code = 1
+
+
+class UsageError(GantoolsError):
+    """A bad combination of options or arguments: exit 2."""
+
+    exit_code = 2
+
+
+class Interrupted(GantoolsError):
+    """Ctrl-C or SIGTERM after the work was saved: exit 130."""
+
+    exit_code = 130

@@ -1,0 +1,127 @@
+"""One registry each for models, losses and metrics.
+
+Modules register into these by name with a decorator; the CLI and the
+Python API both look things up here. This module imports no torch, so the
+CLI can list names cheaply once the registering modules are imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+from gantools.errors import UsageError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A name -> entry table with a `register` decorator and a helpful lookup error."""
+
+    def __init__(self, kind: str, loader: Callable[[], None] | None = None):
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+        self._loader = loader
+        self._loaded = loader is None
+
+    def _ensure_loaded(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            self._loader()  # imports the modules that register into this table
+
+    def add(self, name: str, entry: T) -> T:
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        self._entries[name] = entry
+        return entry
+
+    def get(self, name: str) -> T:
+        self._ensure_loaded()
+        try:
+            return self._entries[name]
+        except KeyError:
+            known = ", ".join(sorted(self._entries)) or "none"
+            raise UsageError(f"unknown {self.kind} {name!r} (known: {known})") from None
+
+    def names(self) -> list[str]:
+        self._ensure_loaded()
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        self._ensure_loaded()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[tuple[str, T]]:
+        self._ensure_loaded()
+        return iter(sorted(self._entries.items()))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the registry knows of a model.
+
+    build_generator(hparams, data) and build_discriminator(hparams, data) take
+    the model's hyper-parameters (defaults merged with the user's) and the data
+    spec dict of the checkpoint schema, and return torch modules.
+    """
+
+    name: str
+    description: str
+    data_kind: str  # "image", "vector" or "table"
+    build_generator: Callable[[dict, dict], Any]
+    build_discriminator: Callable[[dict, dict], Any]
+    conditional: bool = False
+    default_loss: str = "ns"
+    defaults: dict = field(default_factory=dict)
+    trainer: str = "gan"  # which loop trains it: "gan" (gantools train) or "gain" (gantools impute)
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A GAN objective: d_loss(real_out, fake_out) and g_loss(fake_out) on discriminator outputs."""
+
+    name: str
+    description: str
+    d_loss: Callable
+    g_loss: Callable
+    gradient_penalty: float = 0.0  # lambda of the WGAN-GP penalty, 0 for none
+    default_n_critic: int = 1
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """An evaluation metric over Inception features (or logits)."""
+
+    name: str
+    description: str
+    compute: Callable
+    needs_real: bool = True
+
+
+def _load_models() -> None:
+    import gantools.models  # noqa: F401  (registers every module in the package)
+
+
+def _load_losses() -> None:
+    import gantools.losses  # noqa: F401
+
+
+def _load_metrics() -> None:
+    import gantools.metrics  # noqa: F401
+
+
+MODELS: Registry[ModelSpec] = Registry("model", _load_models)
+LOSSES: Registry[LossSpec] = Registry("loss", _load_losses)
+METRICS: Registry[MetricSpec] = Registry("metric", _load_metrics)
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    return MODELS.add(spec.name, spec)
+
+
+def register_loss(spec: LossSpec) -> LossSpec:
+    return LOSSES.add(spec.name, spec)
+
+
+def register_metric(spec: MetricSpec) -> MetricSpec:
+    return METRICS.add(spec.name, spec)
