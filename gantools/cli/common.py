@@ -14,47 +14,15 @@ import typer
 
 from gantools.errors import GantoolsError
 
-_state = {"verbosity": 0}  # -1 quiet, 0 normal, 1 verbose
-
-
-def set_verbosity(quiet: bool = False, verbose: bool = False) -> None:
-    _state["verbosity"] = -1 if quiet else (1 if verbose else 0)
-
-
-def verbosity() -> int:
-    return _state["verbosity"]
-
-
-def color_enabled() -> bool:
-    """Colour and live bars only on a terminal stderr and without NO_COLOR."""
-    return sys.stderr.isatty() and not os.environ.get("NO_COLOR")
-
-
-def console():
-    """A rich Console on stderr (talk goes to stderr, data to stdout)."""
-    from rich.console import Console
-
-    if "console" not in _state:
-        _state["console"] = Console(
-            stderr=True, no_color=not color_enabled(), highlight=False, soft_wrap=True
-        )
-    return _state["console"]
-
-
-def info(msg: str) -> None:
-    """Progress talk on stderr; silent with --quiet."""
-    if verbosity() >= 0:
-        console().print(msg, markup=False)
-
-
-def debug(msg: str) -> None:
-    if verbosity() > 0:
-        console().print(msg, markup=False)
-
-
-def warn(msg: str) -> None:
-    """A warning on stderr; shown even with --quiet."""
-    print(f"gantools: warning: {msg}", file=sys.stderr, flush=True)
+from gantools.log import (  # noqa: F401  (re-exported for the command modules)
+    color_enabled,
+    console,
+    debug,
+    info,
+    set_verbosity,
+    verbosity,
+    warn,
+)
 
 
 def fail(msg: str, code: int = 1) -> None:

@@ -1,0 +1,81 @@
+"""Built-in generated data sets: `toy:ring`, `toy:grid` (2-D mixtures) and `toy:shapes` (images).
+
+They need no download and are deterministic for a given seed, so the README's
+first command and the tests can train on them anywhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+RING_MODES = 8
+RING_RADIUS = 2.0
+RING_STD = 0.02
+GRID_STD = 0.05
+SHAPE_CLASSES = ["circle", "square", "triangle", "cross"]
+
+
+def ring_centers() -> np.ndarray:
+    """The 8 mode centres of `toy:ring` on a circle of radius 2."""
+    angles = 2 * math.pi * np.arange(RING_MODES) / RING_MODES
+    return np.stack([RING_RADIUS * np.cos(angles), RING_RADIUS * np.sin(angles)], 1).astype(np.float32)
+
+
+def grid_centers() -> np.ndarray:
+    """The 25 mode centres of `toy:grid` at (-4, -2, 0, 2, 4)^2 (scaled by 1/2)."""
+    g = np.arange(-2, 3, dtype=np.float32)
+    return np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+
+
+def mixture(centers: np.ndarray, std: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n points from an isotropic Gaussian mixture with equal weights; returns (points, mode index)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(len(centers), size=n)
+    pts = centers[idx] + std * rng.standard_normal((n, 2)).astype(np.float32)
+    return pts.astype(np.float32), idx
+
+
+def ring(n: int = 50_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    return mixture(ring_centers(), RING_STD, n, seed)
+
+
+def grid(n: int = 50_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    return mixture(grid_centers(), GRID_STD, n, seed)
+
+
+def shapes(n: int = 10_000, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n RGB images (uint8 NHWC) of one coloured shape on a dark background, with class labels.
+
+    Classes: circle, square, triangle, cross; position, size and colour vary.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    labels = rng.integers(len(SHAPE_CLASSES), size=n)
+    out = np.empty((n, size, size, 3), np.uint8)
+    for i, c in enumerate(labels):
+        r = rng.uniform(0.18, 0.32) * size
+        cx, cy = rng.uniform(r + 1, size - r - 1, size=2)
+        dx, dy = xx - cx, yy - cy
+        if c == 0:
+            mask = dx * dx + dy * dy <= r * r
+        elif c == 1:
+            mask = (np.abs(dx) <= r * 0.8) & (np.abs(dy) <= r * 0.8)
+        elif c == 2:
+            mask = (dy <= r * 0.7) & (dy >= -r * 0.9 + 2 * np.abs(dx) * 0.9)
+        else:
+            w = r * 0.3
+            mask = ((np.abs(dx) <= w) & (np.abs(dy) <= r)) | ((np.abs(dy) <= w) & (np.abs(dx) <= r))
+        color = rng.integers(96, 256, size=3)
+        background = rng.integers(0, 48, size=3)
+        img = np.where(mask[..., None], color, background)
+        out[i] = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+    return out, labels
+
+
+TOY_SETS = {
+    "ring": "8 Gaussians on a circle (2-D points)",
+    "grid": "25 Gaussians on a 5x5 grid (2-D points)",
+    "shapes": "RGB 32x32 images of 4 labelled shape classes",
+}
