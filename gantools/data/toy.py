@@ -51,27 +51,27 @@ def shapes(n: int = 10_000, size: int = 32, seed: int = 0) -> tuple[np.ndarray, 
     Classes: circle, square, triangle, cross; position, size and colour vary.
     """
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     labels = rng.integers(len(SHAPE_CLASSES), size=n)
-    out = np.empty((n, size, size, 3), np.uint8)
-    for i, c in enumerate(labels):
-        r = rng.uniform(0.18, 0.32) * size
-        cx, cy = rng.uniform(r + 1, size - r - 1, size=2)
-        dx, dy = xx - cx, yy - cy
-        if c == 0:
-            mask = dx * dx + dy * dy <= r * r
-        elif c == 1:
-            mask = (np.abs(dx) <= r * 0.8) & (np.abs(dy) <= r * 0.8)
-        elif c == 2:
-            mask = (dy <= r * 0.7) & (dy >= -r * 0.9 + 2 * np.abs(dx) * 0.9)
-        else:
-            w = r * 0.3
-            mask = ((np.abs(dx) <= w) & (np.abs(dy) <= r)) | ((np.abs(dy) <= w) & (np.abs(dx) <= r))
-        color = rng.integers(96, 256, size=3)
-        background = rng.integers(0, 48, size=3)
-        img = np.where(mask[..., None], color, background)
-        out[i] = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
-    return out, labels
+    r = (rng.uniform(0.18, 0.32, size=n) * size)[:, None, None]
+    cx = rng.uniform(0, 1, size=n)[:, None, None] * (size - 2 * r - 2) + r + 1
+    cy = rng.uniform(0, 1, size=n)[:, None, None] * (size - 2 * r - 2) + r + 1
+    color = rng.integers(96, 256, size=(n, 1, 1, 3))
+    background = rng.integers(0, 48, size=(n, 1, 1, 3))
+    noise = 4 * rng.standard_normal(size=(n, size, size, 3), dtype=np.float32)
+    grid = np.arange(size, dtype=np.float32) + 0.5
+    dx = grid[None, None, :] - cx
+    dy = grid[None, :, None] - cy
+    adx, ady = np.abs(dx), np.abs(dy)
+    w = 0.3 * r
+    masks = np.stack([
+        dx * dx + dy * dy <= r * r,                                       # circle
+        (adx <= 0.8 * r) & (ady <= 0.8 * r),                              # square
+        (dy <= 0.7 * r) & (dy >= -0.9 * r + 1.8 * adx),                   # triangle
+        ((adx <= w) & (ady <= r)) | ((ady <= w) & (adx <= r)),            # cross
+    ])
+    mask = masks[labels, np.arange(n)][..., None]
+    img = np.where(mask, color, background) + noise
+    return np.clip(img, 0, 255).astype(np.uint8), labels
 
 
 TOY_SETS = {
