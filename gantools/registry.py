@@ -74,6 +74,7 @@ class ModelSpec:
     default_loss: str = "ns"
     defaults: dict = field(default_factory=dict)
     trainer: str = "gan"  # which loop trains it: "gan" (gantools train) or "gain" (gantools impute)
+    resolutions: tuple = ()  # image models: the resolutions it supports (empty: any)
 
 
 @dataclass(frozen=True)

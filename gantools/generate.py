@@ -1,0 +1,140 @@
+"""Rebuild a generator from a checkpoint and draw seeded samples from it.
+
+Latents come from numpy's PCG64 stream for the seed, drawn row by row in one
+sequence, so image i of seed s is the same whatever the batch size or count.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from gantools.errors import GantoolsError, UsageError
+from gantools.registry import MODELS
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' picks cuda, then mps, then cpu; an unavailable device is a usage error."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: CUDA is not available on this machine")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UsageError("--device mps: MPS is not available on this machine")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device {device}: expected auto, cpu, cuda, cuda:N or mps") from None
+
+
+def load_generator(ckpt: dict, device: torch.device | str = "cpu", ema: bool = True) -> torch.nn.Module:
+    """The checkpoint's generator (its EMA copy when present and `ema`), in eval mode."""
+    spec = MODELS.get(ckpt["model"])
+    if spec.trainer != "gan":
+        raise UsageError(f"model {ckpt['model']!r} is not an image/vector generator (it is used by "
+                         f"`gantools {'impute' if spec.trainer == 'gain' else spec.trainer}`)")
+    G = spec.build_generator(ckpt["hparams"], ckpt["data"])
+    state = ckpt["state"].get("G_ema") if ema else None
+    state = state if state is not None else ckpt["state"].get("G")
+    if state is None:
+        raise GantoolsError("checkpoint has no generator weights (state 'G')")
+    try:
+        G.load_state_dict(state)
+    except RuntimeError as e:
+        raise GantoolsError(f"checkpoint weights do not fit model {ckpt['model']!r}: "
+                            f"{str(e).splitlines()[0]}") from None
+    return G.to(device).eval().requires_grad_(False)
+
+
+def latents(seed: int, n: int, z_dim: int, truncation: float | None = None) -> np.ndarray:
+    """n x z_dim float32 standard normal latents for `seed`, prefix-stable in n.
+
+    With `truncation` t the latents follow the normal truncated to [-t, t] (BigGAN's
+    truncation trick), drawn by inverting the CDF so they stay prefix-stable too.
+    """
+    rng = np.random.default_rng(seed)
+    if truncation is None:
+        return rng.standard_normal((n, z_dim), dtype=np.float32)
+    if truncation <= 0:
+        raise UsageError(f"--truncation {truncation}: must be positive")
+    from scipy.special import ndtr, ndtri
+
+    lo = ndtr(-truncation)
+    u = rng.random((n, z_dim))
+    return ndtri(lo + u * (1 - 2 * lo)).astype(np.float32)
+
+
+def class_labels(seed: int, n: int, num_classes: int, class_index: int | None = None) -> np.ndarray | None:
+    """Labels for a conditional model: all `class_index`, or uniform draws from the seed's own stream."""
+    if num_classes <= 0:
+        if class_index is not None:
+            raise UsageError("--class: this model is not conditional")
+        return None
+    if class_index is not None:
+        if not 0 <= class_index < num_classes:
+            raise UsageError(f"--class {class_index}: must be in 0..{num_classes - 1}")
+        return np.full(n, class_index, np.int64)
+    return np.random.default_rng([seed, 1]).integers(num_classes, size=n).astype(np.int64)
+
+
+def resolve_class(value: str | None, class_names: list[str]) -> int | None:
+    """--class given as an index or a class name -> index."""
+    if value is None:
+        return None
+    if not class_names:
+        raise UsageError("--class: this model is not conditional")
+    if value in class_names:
+        return class_names.index(value)
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"--class {value}: not a class index or one of: {', '.join(class_names)}") from None
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Generator output in [-1, 1] -> uint8 (same layout)."""
+    return ((x.float() + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def is_conditional(ckpt: dict) -> bool:
+    return MODELS.get(ckpt["model"]).conditional and ckpt["data"].get("num_classes", 0) > 0
+
+
+@torch.no_grad()
+def generate_batches(
+    ckpt: dict,
+    n: int,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    class_index: int | None = None,
+    truncation: float | None = None,
+    ema: bool = True,
+    G: torch.nn.Module | None = None,
+) -> Iterator[tuple[torch.Tensor, np.ndarray | None, np.ndarray]]:
+    """Yield (uint8 NCHW images on the CPU — or float N x dim for vector models —, labels, z) batches."""
+    if n <= 0:
+        raise UsageError(f"-n {n}: must be at least 1")
+    if batch_size <= 0:
+        raise UsageError(f"--batch-size {batch_size}: must be at least 1")
+    device = resolve_device(device) if isinstance(device, str) else device
+    G = G if G is not None else load_generator(ckpt, device, ema)
+    z_all = latents(seed, n, int(ckpt["hparams"]["z_dim"]), truncation)
+    num_classes = int(ckpt["data"].get("num_classes", 0)) if is_conditional(ckpt) else 0
+    y_all = class_labels(seed, n, num_classes, class_index)
+    if num_classes == 0 and class_index is not None:
+        raise UsageError("--class: this model is not conditional")
+    image = ckpt["data"]["kind"] == "image"
+    for start in range(0, n, batch_size):
+        z = z_all[start:start + batch_size]
+        y = y_all[start:start + batch_size] if y_all is not None else None
+        zt = torch.from_numpy(z).to(device)
+        yt = torch.from_numpy(y).to(device) if y is not None else None
+        out = G(zt, yt)
+        yield (to_uint8(out).cpu() if image else out.float().cpu()), y, z

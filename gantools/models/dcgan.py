@@ -1,0 +1,103 @@
+"""`dcgan`: Radford et al. 2016. Strided (transposed) convolutions, batch norm, ReLU in G with a
+tanh output, LeakyReLU(0.2) in D; 32, 64 or 128 pixels square, 1 or 3 channels."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from gantools.registry import ModelSpec, register_model
+
+RESOLUTIONS = (32, 64, 128)
+
+
+def _stages(resolution: int) -> int:
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"dcgan supports resolutions {RESOLUTIONS}, not {resolution}")
+    return int(math.log2(resolution)) - 2  # 4x4 -> resolution in doublings
+
+
+class DCGANGenerator(nn.Module):
+    """z (N x z_dim) -> 4x4 -> ... -> resolution, channels halving each doubling, tanh output."""
+
+    def __init__(self, z_dim: int, channels: int, resolution: int, ngf: int):
+        super().__init__()
+        self.z_dim = z_dim
+        n = _stages(resolution)
+        ch = ngf * 2 ** (n - 1)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(z_dim, ch, 4, 1, 0, bias=False), nn.BatchNorm2d(ch), nn.ReLU(True)
+        ]
+        for _ in range(n - 1):
+            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            ch //= 2
+        layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.apply(_init_weights)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(z.view(z.shape[0], -1, 1, 1))
+
+
+def _norm(kind: str, ch: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(ch)
+    if kind == "layer":
+        return nn.GroupNorm(1, ch)  # layer norm over C, H, W: WGAN-GP's advice for critics
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown d_norm {kind!r} (batch, layer, none)")
+
+
+class DCGANDiscriminator(nn.Module):
+    """image -> strided convolutions with LeakyReLU(0.2) down to 4x4 -> one logit."""
+
+    def __init__(self, channels: int, resolution: int, ndf: int, norm: str = "batch"):
+        super().__init__()
+        n = _stages(resolution)
+        layers: list[nn.Module] = [nn.Conv2d(channels, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+        ch = ndf
+        for _ in range(n - 1):
+            layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), _norm(norm, ch * 2), nn.LeakyReLU(0.2, True)]
+            ch *= 2
+        layers += [nn.Conv2d(ch, 1, 4, 1, 0, bias=False)]
+        self.net = nn.Sequential(*layers)
+        self.apply(_init_weights)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(x).flatten()
+
+
+def _init_weights(m: nn.Module) -> None:
+    """The DCGAN paper's initialisation: N(0, 0.02) weights, N(1, 0.02) norm scales."""
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+    elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+def build_generator(hp: dict, data: dict) -> nn.Module:
+    return DCGANGenerator(hp["z_dim"], data["channels"], data["resolution"], hp["ngf"])
+
+
+def build_discriminator(hp: dict, data: dict) -> nn.Module:
+    norm = hp.get("d_norm", "auto")
+    if norm == "auto":  # batch norm breaks the per-sample gradient penalty of WGAN-GP
+        norm = "layer" if hp.get("loss") == "wgan-gp" else "batch"
+    return DCGANDiscriminator(data["channels"], data["resolution"], hp["ndf"], norm)
+
+
+register_model(ModelSpec(
+    name="dcgan",
+    description="DCGAN (Radford et al. 2016): strided convolutions, batch norm; 32, 64 or 128 px",
+    data_kind="image",
+    build_generator=build_generator,
+    build_discriminator=build_discriminator,
+    default_loss="ns",
+    resolutions=RESOLUTIONS,
+    defaults={"z_dim": 100, "ngf": 64, "ndf": 64, "d_norm": "auto", "batch_size": 64, "lr_g": 2e-4,
+              "lr_d": 2e-4, "betas": [0.5, 0.999], "steps": 5000},
+))

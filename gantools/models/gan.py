@@ -1,0 +1,66 @@
+"""`gan`: the original MLP GAN (Goodfellow et al., 2014) for 2-D toy data and flat vectors."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gantools.registry import ModelSpec, register_model
+
+
+def _mlp(sizes: list[int], act: nn.Module) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(act)
+    return nn.Sequential(*layers)
+
+
+class MLPGenerator(nn.Module):
+    """z -> hidden ReLU layers -> linear output of the data's dimension."""
+
+    def __init__(self, z_dim: int, out_dim: int, hidden: int, depth: int):
+        super().__init__()
+        self.z_dim = z_dim
+        self.net = _mlp([z_dim] + [hidden] * depth + [out_dim], nn.ReLU())
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(z)
+
+
+class MLPDiscriminator(nn.Module):
+    """x -> hidden LeakyReLU layers -> one logit."""
+
+    def __init__(self, in_dim: int, hidden: int, depth: int):
+        super().__init__()
+        self.net = _mlp([in_dim] + [hidden] * depth + [1], nn.LeakyReLU(0.2))
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(x.flatten(1)).squeeze(1)
+
+
+def _data_dim(data: dict) -> int:
+    if data["kind"] == "vector":
+        return int(data["dim"])
+    return int(data["channels"] * data["height"] * data["width"])
+
+
+def build_generator(hp: dict, data: dict) -> nn.Module:
+    return MLPGenerator(hp["z_dim"], _data_dim(data), hp["hidden"], hp["depth"])
+
+
+def build_discriminator(hp: dict, data: dict) -> nn.Module:
+    return MLPDiscriminator(_data_dim(data), hp["hidden"], hp["depth"])
+
+
+register_model(ModelSpec(
+    name="gan",
+    description="MLP generator and discriminator (Goodfellow et al. 2014), for 2-D toy data and flat vectors",
+    data_kind="vector",
+    build_generator=build_generator,
+    build_discriminator=build_discriminator,
+    default_loss="ns",
+    defaults={"z_dim": 16, "hidden": 256, "depth": 3, "batch_size": 256, "lr_g": 1e-4, "lr_d": 1e-4,
+              "betas": [0.5, 0.999], "steps": 3000},
+))
