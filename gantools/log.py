@@ -50,3 +50,43 @@ def debug(msg: str) -> None:
 def warn(msg: str) -> None:
     """A warning on stderr; shown even with --quiet."""
     print(f"gantools: warning: {msg}", file=sys.stderr, flush=True)
+
+
+class ProgressReporter:
+    """A rich progress bar on a terminal stderr; plain lines otherwise; nothing with --quiet.
+
+    `update(done, text)` is cheap to call every step: plain lines are printed at
+    most every `plain_every` seconds.
+    """
+
+    def __init__(self, total: int, description: str, done: int = 0, plain_every: float = 10.0):
+        import time
+
+        self.total, self.description = total, description
+        self.plain_every, self._last_plain = plain_every, time.monotonic()
+        self._bar = None
+        if verbosity() >= 0 and color_enabled():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[text]}"), TimeRemainingColumn(), console=console(), transient=False,
+            )
+            self._task = self._bar.add_task(description, total=total, completed=done, text="")
+            self._bar.start()
+
+    def update(self, done: int, text: str = "", force: bool = False) -> None:
+        import time
+
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, text=text)
+        elif verbosity() >= 0:
+            now = time.monotonic()
+            if force or now - self._last_plain >= self.plain_every or done >= self.total:
+                self._last_plain = now
+                print(f"{self.description} {done}/{self.total} {text}".rstrip(), file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

@@ -38,10 +38,32 @@ def _root(
 
 
 # One module per subcommand; each decorates its function with @app.command().
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["train", "sample", "info", "models"]
 for _name in COMMAND_MODULES:
     importlib.import_module(f"gantools.cli.{_name}")
 
 
 def main() -> None:
-    app()
+    """Entry point: run the app; bad usage is one line on stderr and exit 2 (not click's box)."""
+    import sys
+
+    try:  # typer >= 0.26 vendors click as typer._click
+        from typer._click import exceptions as cx
+    except ImportError:
+        from click import exceptions as cx
+
+    try:
+        code = app(standalone_mode=False)
+    except cx.UsageError as e:
+        where = e.ctx.command_path if e.ctx is not None else "gantools"
+        if not e.format_message():  # bare `gantools`: the help was shown
+            sys.exit(2)
+        print(f"{where}: error: {e.format_message()} (see '{where} --help')", file=sys.stderr)
+        sys.exit(2)
+    except cx.Abort:
+        print("gantools: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except cx.ClickException as e:
+        print(f"gantools: error: {e.format_message()}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

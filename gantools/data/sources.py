@@ -110,17 +110,15 @@ class ImageSet:
     def batches(
         self,
         batch_size: int,
-        shuffle: bool = False,
-        generator: torch.Generator | None = None,
+        order: torch.Tensor | None = None,
         drop_last: bool = False,
         num_workers: int | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-        """One pass over the set in batches of (uint8 NCHW, int64 labels or None)."""
-        n = len(self)
-        order = torch.randperm(n, generator=generator) if shuffle else None
+        """Batches of (uint8 NCHW, int64 labels or None) in `order` (indices; default: as stored)."""
         if self.images is None:
             yield from self.lazy.batches(batch_size, order, drop_last, num_workers)
             return
+        n = len(self) if order is None else len(order)
         stop = n - n % batch_size if drop_last else n
         for start in range(0, stop, batch_size):
             if order is None:
@@ -155,16 +153,16 @@ class VectorSet:
         self.data = self.data.to(device)
         return self
 
-    def batches(self, batch_size: int, shuffle: bool = False, generator=None, drop_last: bool = False,
+    def batches(self, batch_size: int, order: torch.Tensor | None = None, drop_last: bool = False,
                 num_workers: int | None = None):
-        n = len(self)
-        order = torch.randperm(n, generator=generator).to(self.data.device) if shuffle else None
+        """Batches of (float N x dim, None) in `order` (indices; default: as stored)."""
+        n = len(self) if order is None else len(order)
         stop = n - n % batch_size if drop_last else n
         for start in range(0, stop, batch_size):
             if order is None:
                 yield self.data[start:start + batch_size], None
             else:
-                yield self.data[order[start:start + batch_size]], None
+                yield self.data[order[start:start + batch_size].to(self.data.device)], None
 
 
 # ------------------------------------------------------------------ decoding helpers

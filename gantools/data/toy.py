@@ -79,3 +79,19 @@ TOY_SETS = {
     "grid": "25 Gaussians on a 5x5 grid (2-D points)",
     "shapes": "RGB 32x32 images of 4 labelled shape classes",
 }
+
+
+def mode_coverage(points: np.ndarray, centers: np.ndarray, std: float, min_count: int | None = None):
+    """The usual mode-coverage measure for toy mixtures.
+
+    A sample is high quality when it lies within 3 std of its nearest mode; a
+    mode is covered when at least `min_count` (default: 1/4 of a uniform share,
+    at least 1) high-quality samples fall on it. Returns (modes covered, fraction
+    of samples that are high quality).
+    """
+    d = np.linalg.norm(points[:, None, :] - centers[None, :, :], axis=2)
+    nearest, dist = d.argmin(1), d.min(1)
+    good = dist <= 3 * std
+    counts = np.bincount(nearest[good], minlength=len(centers))
+    threshold = min_count if min_count is not None else max(1, len(points) // (4 * len(centers)))
+    return int((counts >= threshold).sum()), float(good.mean())

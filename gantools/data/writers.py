@@ -154,3 +154,24 @@ class ImageWriter:
 
 def _pil_format(out: str) -> str:
     return {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(Path(out).suffix.lower(), "PNG")
+
+
+def scatter_png(points: np.ndarray, path, real: np.ndarray | None = None, size: int = 512) -> None:
+    """A plot of 2-D points (generated in red over real in grey) as a PNG; the axes fit both sets."""
+    from PIL import ImageDraw
+
+    sets = [p for p in (real, points) if p is not None and len(p)]
+    lim = float(max(np.abs(np.concatenate(sets)).max(), 1e-3)) * 1.1
+    img = Image.new("RGB", (size, size), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    draw.line([(size // 2, 0), (size // 2, size)], fill=(230, 230, 230))
+    draw.line([(0, size // 2), (size, size // 2)], fill=(230, 230, 230))
+    for pts, color in ((real, (170, 170, 170)), (points, (214, 39, 40))):
+        if pts is None:
+            continue
+        px = (pts[:, 0] / lim + 1) * (size - 1) / 2
+        py = (1 - pts[:, 1] / lim) * (size - 1) / 2
+        for x, y in zip(px, py):
+            if np.isfinite(x) and np.isfinite(y):
+                draw.ellipse([x - 1.5, y - 1.5, x + 1.5, y + 1.5], fill=color)
+    img.save(path, format="PNG")

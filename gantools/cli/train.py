@@ -1,0 +1,121 @@
+"""`gantools train MODEL --data SRC`: train a registered model; prints the final checkpoint path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from gantools.cli import app
+from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors
+
+
+def _complete_models(incomplete: str):
+    from gantools.registry import MODELS
+
+    return [n for n in MODELS.names() if n.startswith(incomplete)]
+
+
+@app.command(
+    help="Train MODEL on --data; print the final checkpoint's path on stdout.\n\n"
+    "Data: a folder (class subfolders give labels), .zip, .h5, .npz, .npy, *-ubyte[.gz], '-' (image "
+    "stream) or toy:ring, toy:grid, toy:shapes. The run folder holds config.toml, checkpoints/, "
+    "samples/ and metrics.jsonl.",
+    epilog="Example: ckpt=$(gantools train dcgan --data toy:shapes --steps 300)",
+)
+@handle_errors
+def train(
+    model: Optional[str] = typer.Argument(None, help="Registered model name (see `gantools models`).",
+                                          autocompletion=_complete_models, show_default=False),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Training data source."),
+    steps: Optional[int] = typer.Option(None, help="Total optimisation steps [default: the model's]."),
+    epochs: Optional[float] = typer.Option(None, help="Train for this many passes over the data instead of --steps."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Batch size [default: the model's]."),
+    lr_g: Optional[float] = typer.Option(None, "--lr-g", help="Generator learning rate (Adam)."),
+    lr_d: Optional[float] = typer.Option(None, "--lr-d", help="Discriminator learning rate (Adam)."),
+    betas: Optional[str] = typer.Option(None, help="Adam betas as B1,B2 [default: 0.5,0.999]."),
+    n_critic: Optional[int] = typer.Option(None, "--n-critic", help="D steps per G step [default: 5 for wgan-gp, else 1]."),
+    loss: Optional[str] = typer.Option(None, help="Loss: ns, minimax, lsgan, hinge, wgan-gp [default: the model's]."),
+    z_dim: Optional[int] = typer.Option(None, "--z-dim", help="Latent dimension [default: the model's]."),
+    ema: Optional[bool] = typer.Option(None, "--ema/--no-ema", help="Keep an exponential moving average of G [default: off]."),
+    ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="EMA decay per step [default: 0.999]."),
+    seed: Optional[int] = typer.Option(None, help="Random seed [default: 0]."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N or mps [default: auto]."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder [default: runs/MODEL-DATA-NNN]."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with the same keys as these options; the command line wins."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run: RUNDIR or a checkpoint (--steps is the new total)."),
+    sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Write a sample grid every N steps, 0 for never [default: 500]."),
+    ckpt_every: Optional[int] = typer.Option(None, "--ckpt-every", help="Write a checkpoint every N steps [default: 1000]."),
+    keep: Optional[int] = typer.Option(None, "--keep", help="Keep the N newest step checkpoints [default: 3]."),
+    log_every: Optional[int] = typer.Option(None, "--log-every", help="Log losses to metrics.jsonl every N steps [default: 50]."),
+    resolution: Optional[int] = typer.Option(None, help="Resize images to this size [default: from the data]."),
+    channels: Optional[int] = typer.Option(None, help="1 (grey) or 3 (RGB) [default: from the data]."),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile G and D (faster on GPUs after a warm-up) [default: off]."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
+    quiet: bool = QuietOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    from gantools.errors import UsageError
+
+    options = dict(model=model, data=data, steps=steps, epochs=epochs, batch_size=batch_size, lr_g=lr_g,
+                   lr_d=lr_d, betas=_parse_betas(betas), n_critic=n_critic, loss=loss, z_dim=z_dim, ema=ema,
+                   ema_decay=ema_decay, seed=seed, device=device, out=str(out) if out else None,
+                   sample_every=sample_every, ckpt_every=ckpt_every, keep=keep, log_every=log_every, resolution=resolution,
+                   channels=channels, compile=compile)
+    if resume is not None:
+        from gantools.train import resume as resume_run
+
+        if dry_run:
+            raise UsageError("--dry-run and --resume cannot be combined")
+        given = {k: v for k, v in options.items() if v is not None and k not in ("model",)}
+        if model is not None:
+            given["model"] = model
+        path = resume_run(str(resume), given)
+        print(path)
+        return
+
+    from gantools.train import TrainConfig, read_config_file
+
+    merged = read_config_file(config) if config else {}
+    merged.update({k: v for k, v in options.items() if v is not None})
+    if not merged.get("model"):
+        raise UsageError("missing MODEL (see `gantools models`)")
+    if not merged.get("data"):
+        raise UsageError("missing --data SRC (a folder, file, '-' or toy:ring, toy:grid, toy:shapes)")
+    cfg = TrainConfig(**merged)
+    if dry_run:
+        _print_dry_run(cfg)
+        return
+    from gantools.train import train as train_run
+
+    print(train_run(cfg))
+
+
+def _parse_betas(text: Optional[str]):
+    if text is None:
+        return None
+    from gantools.errors import UsageError
+
+    try:
+        b1, b2 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"--betas {text}: expected two numbers like 0.5,0.999") from None
+    return [b1, b2]
+
+
+def _print_dry_run(cfg) -> None:
+    """The fully resolved config (model and loss defaults filled in) as TOML on stdout."""
+    from gantools.registry import MODELS
+    from gantools.train import _resolve, default_run_dir, _toml_value
+
+    cfg = _resolve(cfg, MODELS.get(cfg.model))
+    cfg.out = cfg.out or str(default_run_dir(cfg.model, cfg.data))
+    cfg.steps = cfg.steps or MODELS.get(cfg.model).defaults.get("steps")
+    for k, v in cfg.to_dict().items():
+        if v is not None and k != "hparams":
+            print(f"{k} = {_toml_value(v)}")
+    if cfg.hparams:
+        print("\n[hparams]")
+        for k, v in cfg.hparams.items():
+            print(f"{k} = {_toml_value(v)}")

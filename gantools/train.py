@@ -1,0 +1,524 @@
+"""The training loop of `gantools train`, reading top to bottom:
+config -> data -> models -> run folder -> loop (D steps, G step, EMA, log, samples, checkpoints).
+
+Everything random comes from seeded generators saved in each checkpoint, so a
+run resumed from step N continues exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gantools import checkpoint as ckpt_io
+from gantools.data import ImageSet, open_source
+from gantools.errors import GantoolsError, Interrupted, UsageError
+from gantools.generate import latents, resolve_device, to_uint8
+from gantools.log import ProgressReporter, debug, info, warn
+from gantools.registry import LOSSES, MODELS
+
+# Keys of a model's registry defaults that configure training rather than the networks.
+TRAIN_KEYS = {"batch_size", "lr_g", "lr_d", "betas", "steps", "n_critic"}
+
+
+@dataclass
+class TrainConfig:
+    """Every option of `gantools train`; None means "the model's default"."""
+
+    model: str
+    data: str
+    steps: int | None = None
+    epochs: float | None = None
+    batch_size: int | None = None
+    lr_g: float | None = None
+    lr_d: float | None = None
+    betas: list[float] | None = None
+    n_critic: int | None = None
+    loss: str | None = None
+    z_dim: int | None = None
+    ema: bool = False
+    ema_decay: float = 0.999
+    seed: int = 0
+    device: str = "auto"
+    out: str | None = None
+    sample_every: int = 500
+    ckpt_every: int = 1000
+    keep: int = 3
+    log_every: int = 50
+    resolution: int | None = None
+    channels: int | None = None
+    amp: bool | None = None  # bf16 autocast; default on for CUDA
+    compile: bool = False  # torch.compile G and D
+    hparams: dict = field(default_factory=dict)  # extra model hyper-parameters (ngf, hidden, ...)
+
+    @classmethod
+    def fields(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------- config files
+
+
+def read_config_file(path: str | os.PathLike) -> dict:
+    """Options from a TOML file (keys as on the command line, dashes or underscores)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise GantoolsError(f"{path}: no such config file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise GantoolsError(f"{path}: not valid TOML ({e})") from None
+    out = {}
+    known = set(TrainConfig.fields())
+    for k, v in raw.items():
+        key = k.replace("-", "_")
+        if key not in known:
+            raise UsageError(f"{path}: unknown key {k!r}")
+        out[key] = v
+    return out
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return json.dumps(str(v))
+
+
+def write_config_toml(config: dict, path: Path) -> None:
+    """A flat TOML file of the resolved config (None values left out; hparams as a table)."""
+    lines = ["# gantools train: the resolved configuration of this run (readable by --config)"]
+    for k, v in config.items():
+        if v is not None and k != "hparams":
+            lines.append(f"{k} = {_toml_value(v)}")
+    if config.get("hparams"):
+        lines.append("\n[hparams]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in config["hparams"].items() if v is not None]
+    with ckpt_io.atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------------------- run folder
+
+
+def default_run_dir(model: str, data: str, root: str = "runs") -> Path:
+    """runs/<model>-<data name>-NNN, numbered after the highest existing one."""
+    name = Path(data.rstrip("/")).stem if not data.startswith("toy:") else data.replace(":", "-")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "data"
+    base = f"{model}-{name}"
+    nums = [int(m.group(1)) for p in Path(root).glob(f"{base}-*") if (m := re.fullmatch(re.escape(base) + r"-(\d+)", p.name))]
+    return Path(root) / f"{base}-{max(nums, default=0) + 1:03d}"
+
+
+def _prune(ckpt_dir: Path, keep: int) -> None:
+    steps = sorted(ckpt_dir.glob("step-*.pt"))
+    for old in steps[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+
+
+def _publish_last(step_path: Path) -> Path:
+    """checkpoints/last.pt as a hard link to the newest step file (atomic rename; copy if no links)."""
+    import shutil
+
+    last = step_path.parent / "last.pt"
+    tmp = step_path.parent / ".last.pt.tmp"
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(step_path, tmp)
+    except OSError:
+        shutil.copyfile(step_path, tmp)
+    os.replace(tmp, last)
+    return last
+
+
+# ---------------------------------------------------------------------------- the trainer
+
+
+class StopRequested:
+    """SIGINT/SIGTERM set a flag; the loop finishes its step, saves and exits 130."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._old = {}
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _resolve(cfg: TrainConfig, spec) -> TrainConfig:
+    """Fill None fields from the model's registry defaults, then the loss's."""
+    d = spec.defaults
+    cfg.loss = cfg.loss or spec.default_loss
+    loss = LOSSES.get(cfg.loss)
+    cfg.batch_size = cfg.batch_size or d.get("batch_size", 64)
+    cfg.lr_g = cfg.lr_g if cfg.lr_g is not None else d.get("lr_g", 2e-4)
+    cfg.lr_d = cfg.lr_d if cfg.lr_d is not None else d.get("lr_d", 2e-4)
+    cfg.betas = list(cfg.betas if cfg.betas is not None else d.get("betas", [0.5, 0.999]))
+    cfg.n_critic = cfg.n_critic or d.get("n_critic", loss.default_n_critic)
+    cfg.z_dim = cfg.z_dim or d.get("z_dim", 100)
+    for name, v, lo in (("--batch-size", cfg.batch_size, 1), ("--n-critic", cfg.n_critic, 1),
+                        ("--z-dim", cfg.z_dim, 1), ("--keep", cfg.keep, 1), ("--log-every", cfg.log_every, 1)):
+        if v < lo:
+            raise UsageError(f"{name} {v}: must be at least {lo}")
+    if len(cfg.betas) != 2 or not all(0 <= b < 1 for b in cfg.betas):
+        raise UsageError(f"--betas {cfg.betas}: expected two numbers in [0, 1)")
+    if not 0 < cfg.ema_decay < 1:
+        raise UsageError(f"--ema-decay {cfg.ema_decay}: must be in (0, 1)")
+    return cfg
+
+
+def _fit_resolution(ds, spec, cfg: TrainConfig):
+    """Image models with fixed resolutions: resize the data to the nearest supported size."""
+    if ds.kind != "image" or not spec.resolutions:
+        return ds
+    size = max(ds.height, ds.width)
+    if ds.height == ds.width and size in spec.resolutions:
+        return ds
+    if cfg.resolution is not None:
+        raise UsageError(f"--resolution {cfg.resolution}: {spec.name} supports "
+                         f"{', '.join(map(str, spec.resolutions))}")
+    target = next((r for r in spec.resolutions if r >= size), spec.resolutions[-1])
+    info(f"{ds.source}: {ds.width}x{ds.height} images resized to {target}x{target} for {spec.name}")
+    return open_source(cfg.data, resolution=target, channels=cfg.channels)
+
+
+def _load_data(cfg: TrainConfig, spec):
+    ds = open_source(cfg.data, resolution=cfg.resolution, channels=cfg.channels)
+    want = spec.data_kind
+    if ds.kind != want:
+        raise UsageError(f"{cfg.data}: model {spec.name} takes {want} data, this source holds {ds.kind}s")
+    return _fit_resolution(ds, spec, cfg)
+
+
+class Trainer:
+    """Holds the models, optimisers and generators of one run; `run()` trains to `total_steps`."""
+
+    def __init__(self, cfg: TrainConfig, resume: dict | None = None, run_dir: Path | None = None):
+        spec = MODELS.get(cfg.model)
+        if spec.trainer != "gan":
+            raise UsageError(f"model {cfg.model!r} is trained by `gantools {spec.trainer if spec.trainer != 'gain' else 'impute'}`, not `train`")
+        self.spec, self.cfg = spec, _resolve(cfg, spec)
+        self.loss = LOSSES.get(cfg.loss)
+        self.device = resolve_device(cfg.device)
+        self.amp = cfg.amp if cfg.amp is not None else self.device.type == "cuda"
+
+        # ---- data
+        self.data = _load_data(cfg, spec)
+        self.data_spec = self.data.spec()
+        if resume is not None:
+            self._check_same_data(resume["data"])
+        if len(self.data) < cfg.batch_size:
+            raise UsageError(f"{cfg.data}: {len(self.data)} samples is fewer than --batch-size {cfg.batch_size}")
+        in_memory = getattr(self.data, "images", True) is not None
+        if in_memory:
+            self.data.to(self.device)
+        self.steps_per_epoch = len(self.data) // cfg.batch_size
+        if cfg.steps is None and cfg.epochs is not None:
+            cfg.steps = max(1, math.ceil(cfg.epochs * self.steps_per_epoch / cfg.n_critic))
+        cfg.steps = cfg.steps or spec.defaults.get("steps", 5000)
+        if cfg.steps < 1:
+            raise UsageError(f"--steps {cfg.steps}: must be at least 1")
+
+        # ---- models
+        hp = {k: v for k, v in spec.defaults.items() if k not in TRAIN_KEYS}
+        hp.update(cfg.hparams)
+        hp.update(z_dim=cfg.z_dim, loss=cfg.loss)
+        self.hparams = hp
+        try:
+            self.G = spec.build_generator(hp, self.data_spec).to(self.device)
+            self.D = spec.build_discriminator(hp, self.data_spec).to(self.device)
+        except (ValueError, KeyError) as e:
+            raise UsageError(f"model {cfg.model}: {e}") from None
+        self.channels_last = self.device.type == "cuda" and self.data.kind == "image"
+        if self.channels_last:
+            self.G.to(memory_format=torch.channels_last)
+            self.D.to(memory_format=torch.channels_last)
+        fused = self.device.type == "cuda"
+        self.opt_G = torch.optim.Adam(self.G.parameters(), cfg.lr_g, betas=tuple(cfg.betas), fused=fused)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), cfg.lr_d, betas=tuple(cfg.betas), fused=fused)
+        self.G_ema = None
+        if cfg.ema:
+            import copy
+
+            self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+
+        # ---- random state: one generator on the device for z (and GP mixing)
+        self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.step, self.metrics = 0, []
+        self.epoch, self.epoch_pos = 0, 0
+        if resume is not None:
+            self._restore(resume)
+        self.fixed_z = torch.from_numpy(latents(cfg.seed, 64, cfg.z_dim)).to(self.device)
+
+        self.G_step, self.D_step = self.G, self.D
+        if cfg.compile:
+            self.G_step, self.D_step = torch.compile(self.G), torch.compile(self.D)
+
+        self.run_dir = Path(run_dir) if run_dir else (Path(cfg.out) if cfg.out else default_run_dir(cfg.model, cfg.data))
+
+    # ------------------------------------------------------------------ state
+
+    def _check_same_data(self, saved: dict) -> None:
+        for key in ("kind", "channels", "resolution", "dim", "num_classes"):
+            if saved.get(key) != self.data_spec.get(key) and key in saved:
+                raise UsageError(f"{self.cfg.data}: {key} {self.data_spec.get(key)} differs from the "
+                                 f"checkpoint's {saved.get(key)}; resume with the same data")
+
+    def _restore(self, ck: dict) -> None:
+        st = ck["state"]
+        self.G.load_state_dict(st["G"])
+        self.D.load_state_dict(st["D"])
+        self.opt_G.load_state_dict(st["opt_G"])
+        self.opt_D.load_state_dict(st["opt_D"])
+        if self.G_ema is not None and st.get("G_ema") is not None:
+            self.G_ema.load_state_dict(st["G_ema"])
+        self.step = int(ck["step"])
+        self.metrics = list(ck.get("metrics", []))
+        rng = ck.get("rng", {})
+        if "z" in rng:
+            self.gen.set_state(rng["z"].cpu() if self.device.type != "cpu" else rng["z"])
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        self.epoch, self.epoch_pos = int(rng.get("epoch", 0)), int(rng.get("epoch_pos", 0))
+
+    def checkpoint(self) -> dict:
+        state = {"G": self.G.state_dict(), "D": self.D.state_dict(),
+                 "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict()}
+        if self.G_ema is not None:
+            state["G_ema"] = self.G_ema.state_dict()
+        rng = {"z": self.gen.get_state(), "torch": torch.get_rng_state(),
+               "epoch": self.epoch, "epoch_pos": self.epoch_pos}
+        return ckpt_io.new_checkpoint(
+            self.cfg.model, self.hparams, self.data_spec, state,
+            step=self.step, rng=rng, config=self.cfg.to_dict(), metrics=self.metrics,
+        )
+
+    def save(self) -> Path:
+        path = self.run_dir / "checkpoints" / f"step-{self.step:06d}.pt"
+        ckpt_io.save_checkpoint(self.checkpoint(), path)
+        _publish_last(path)
+        _prune(path.parent, self.cfg.keep)
+        return path
+
+    # ------------------------------------------------------------------ data
+
+    def _real_batches(self):
+        """Endless shuffled batches; epoch e's order comes from (seed, e), so resuming mid-epoch is exact."""
+        bs = self.cfg.batch_size
+        while True:
+            order = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.epoch))
+            order = order[self.epoch_pos * bs:len(order) - len(order) % bs]
+            for x, y in self.data.batches(bs, order=order, drop_last=True):
+                self.epoch_pos += 1
+                yield x, y
+            self.epoch, self.epoch_pos = self.epoch + 1, 0
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        if self.data.kind == "image":
+            x = x.float().mul_(2 / 255).sub_(1)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    # ------------------------------------------------------------------ one step
+
+    def train_step(self, batches) -> torch.Tensor:
+        """n_critic D steps then one G step; returns [loss_d, loss_g, d_real, d_fake] (no host sync)."""
+        cfg, dev = self.cfg, self.device
+        autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp)
+        self.D.requires_grad_(True)
+        for _ in range(cfg.n_critic):
+            x, y = next(batches)
+            real = self._prepare(x)
+            z = torch.randn(real.shape[0], cfg.z_dim, device=dev, generator=self.gen)
+            with autocast:
+                fake = self.G_step(z, y)
+                out_real = self.D_step(real, y).float()
+                out_fake = self.D_step(fake.detach(), y).float()
+                loss_d = self.loss.d_loss(out_real, out_fake)
+            if self.loss.gradient_penalty:
+                loss_d = loss_d + self.loss.gradient_penalty * self._gp(real, fake.detach(), y)
+            self.opt_D.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_D.step()
+        # G step on the last critic step's fakes; D's weights need no gradients here
+        self.D.requires_grad_(False)
+        with autocast:
+            out_g = self.D_step(fake, y).float()
+            loss_g = self.loss.g_loss(out_g)
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_G.step()
+        if self.G_ema is not None:
+            self._update_ema()
+        self.step += 1
+        with torch.no_grad():
+            probs = self.loss.name in ("ns", "minimax")
+            d_real = torch.sigmoid(out_real).mean() if probs else out_real.mean()
+            d_fake = torch.sigmoid(out_fake).mean() if probs else out_fake.mean()
+            return torch.stack([loss_d.detach().float(), loss_g.detach().float(), d_real, d_fake])
+
+    def _gp(self, real, fake, y):
+        shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+        eps = torch.rand(shape, device=real.device, generator=self.gen)
+        x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+        out = self.D_step(x_hat, y)
+        (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+        return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        d = self.cfg.ema_decay
+        ema_p = list(self.G_ema.parameters())
+        torch._foreach_lerp_(ema_p, list(self.G.parameters()), 1 - d)
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_ema.copy_(b)
+
+    # ------------------------------------------------------------------ samples
+
+    @torch.no_grad()
+    def save_samples(self) -> Path:
+        """samples/step-NNNNNN.png: a grid (images) or scatter plot (2-D points) from the fixed z."""
+        from gantools.data.writers import make_grid, scatter_png
+
+        G = self.G_ema if self.G_ema is not None else self.G
+        was_training = G.training
+        G.eval()
+        out = G(self.fixed_z, None).float()
+        G.train(was_training)
+        path = self.run_dir / "samples" / f"step-{self.step:06d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from PIL import Image
+
+        with ckpt_io.atomic_path(path) as tmp:
+            if self.data.kind == "image":
+                grid = make_grid(to_uint8(out).permute(0, 2, 3, 1).cpu().numpy(), nrow=8)
+                Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid).save(tmp, format="PNG")
+            else:
+                real = self.data.data[:2000].float().cpu().numpy()
+                scatter_png(out.cpu().numpy()[:, :2], tmp, real=real[:, :2])
+        return path
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> Path:
+        """Train until cfg.steps; returns the final checkpoint path."""
+        cfg = self.cfg
+        total = cfg.steps
+        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        write_config_toml(cfg.to_dict(), self.run_dir / "config.toml")
+        metrics_file = open(self.run_dir / "metrics.jsonl", "a")
+        self.G.train()
+        self.D.train()
+        batches = self._real_batches()
+        acc = torch.zeros(4, device=self.device)
+        acc_steps, t_log, t_start = 0, time.perf_counter(), time.perf_counter()
+        images_per_step = cfg.batch_size * cfg.n_critic
+        last_saved: Path | None = None
+        progress = ProgressReporter(total, f"train {cfg.model}", done=self.step)
+        debug(f"run folder {self.run_dir}; {len(self.data)} samples on {self.device}; "
+              f"{sum(p.numel() for p in self.G.parameters()):,} G params")
+        try:
+            with StopRequested() as stop:
+                if self.step >= total:
+                    info(f"already at step {self.step} of {total}")
+                while self.step < total and stop.signal is None:
+                    acc += self.train_step(batches)
+                    acc_steps += 1
+                    due_log = self.step % cfg.log_every == 0 or self.step == total
+                    due_ckpt = self.step % cfg.ckpt_every == 0 or self.step == total
+                    due_sample = cfg.sample_every > 0 and (self.step % cfg.sample_every == 0 or self.step == total)
+                    if due_log or due_ckpt or stop.signal is not None:
+                        values = (acc / acc_steps).tolist()  # the one host sync per log interval
+                        now = time.perf_counter()
+                        if not all(math.isfinite(v) for v in values):
+                            where = f"; the last good checkpoint is {last_saved}" if last_saved else ""
+                            raise GantoolsError(f"loss became non-finite between steps {self.step - acc_steps + 1} "
+                                                f"and {self.step} (try a lower learning rate){where}")
+                        rec = {"step": self.step, "loss_d": values[0], "loss_g": values[1], "d_real": values[2],
+                               "d_fake": values[3], "images_per_s": acc_steps * images_per_step / max(now - t_log, 1e-9),
+                               "time": round(now - t_start, 3)}
+                        self.metrics.append(rec)
+                        metrics_file.write(json.dumps(rec) + "\n")
+                        metrics_file.flush()
+                        acc.zero_()
+                        acc_steps, t_log = 0, now
+                        progress.update(self.step, f"D {rec['loss_d']:.3f} G {rec['loss_g']:.3f} "
+                                                   f"{rec['images_per_s']:.0f} img/s")
+                    if due_sample:
+                        self.save_samples()
+                    if due_ckpt:
+                        last_saved = self.save()
+                if stop.signal is not None:
+                    last_saved = self.save()
+                    progress.close()
+                    raise Interrupted(f"stopped by signal at step {self.step}; checkpoint written to {last_saved}")
+        finally:
+            progress.close()
+            metrics_file.close()
+        return last_saved if last_saved is not None else self.run_dir / "checkpoints" / "last.pt"
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train a model from scratch; returns the final checkpoint's path."""
+    return Trainer(cfg).run()
+
+
+def resume(target: str, overrides: dict) -> Path:
+    """Continue a run from RUNDIR (its checkpoints/last.pt) or a checkpoint file.
+
+    `overrides` may set steps (the new total), device, sample_every, ckpt_every, keep, log_every.
+    """
+    path = Path(target)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt"
+    ck = ckpt_io.load_checkpoint(path)
+    allowed = {"steps", "epochs", "device", "sample_every", "ckpt_every", "keep", "log_every", "compile", "amp"}
+    bad = sorted(k for k, v in overrides.items() if v is not None and k not in allowed)
+    if bad:
+        raise UsageError(f"--resume: {', '.join('--' + b.replace('_', '-') for b in bad)} cannot change on resume")
+    config = dict(ck.get("config") or {})
+    if not config:
+        raise GantoolsError(f"{path}: checkpoint has no training config to resume from")
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    if overrides.get("steps") is not None:
+        config["epochs"] = None
+    cfg = TrainConfig(**{k: v for k, v in config.items() if k in TrainConfig.fields()})
+    run_dir = path.resolve().parent.parent if path.resolve().parent.name == "checkpoints" else Path(cfg.out or path.parent)
+    return Trainer(cfg, resume=ck, run_dir=run_dir).run()
