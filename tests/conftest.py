@@ -1,0 +1,79 @@
+"""Shared fixtures: an in-process CLI runner, tiny checkpoints, and the shared datasets."""
+
+from __future__ import annotations
+
+import io
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "datasets"
+TINY_DCGAN = {"ngf": 8, "ndf": 8}
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: bytes
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out.decode()
+
+
+class _Stdin(io.TextIOWrapper):
+    def isatty(self) -> bool:
+        return False
+
+
+def run_cli(*args: str, stdin: bytes = b"") -> CliResult:
+    """Run `gantools ARGS` in this process (no torch re-import), capturing stdout bytes and stderr."""
+    from gantools import log
+    from gantools.cli import main
+
+    out_buf, err_buf = io.BytesIO(), io.StringIO()
+    out = io.TextIOWrapper(out_buf, encoding="utf-8", write_through=True)
+    old = sys.argv, sys.stdin, sys.stdout, sys.stderr
+    sys.argv = ["gantools", *map(str, args)]
+    sys.stdin = _Stdin(io.BytesIO(stdin), encoding="utf-8")
+    sys.stdout, sys.stderr = out, err_buf
+    log._state.pop("console", None)
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        out.flush()
+        sys.argv, sys.stdin, sys.stdout, sys.stderr = old
+        log._state.pop("console", None)
+        log.set_verbosity()
+    return CliResult(code, out_buf.getvalue(), err_buf.getvalue())
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+def shared(*parts: str) -> Path:
+    """A file under ../shared/datasets, or skip the test when the folder is absent (a user's clone)."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"{p} not present (the shared datasets are only beside the project's own checkout)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny_dcgan(tmp_path_factory) -> Path:
+    """A dcgan checkpoint (8 base channels) trained for 3 steps on toy:shapes."""
+    from gantools.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("tiny-dcgan")
+    cfg = TrainConfig(model="dcgan", data="toy:shapes", steps=3, batch_size=16, device="cpu",
+                      out=str(out / "run"), sample_every=0, hparams=dict(TINY_DCGAN))
+    return train(cfg)

@@ -1,0 +1,130 @@
+"""The registry, the checkpoint format, atomic writes and the refusal of pickled code."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from gantools import checkpoint as ck
+from gantools.errors import GantoolsError, UsageError
+from gantools.registry import LOSSES, MODELS
+
+
+def test_registry_lists_models_and_losses(cli):
+    assert {"gan", "dcgan"} <= set(MODELS.names())
+    assert set(LOSSES.names()) >= {"ns", "minimax", "lsgan", "hinge", "wgan-gp"}
+    assert LOSSES.get("wgan-gp").gradient_penalty == 10.0
+    with pytest.raises(UsageError, match="unknown model 'nope'"):
+        MODELS.get("nope")
+    r = cli("models", "--json")
+    assert r.code == 0
+    table = json.loads(r.out)
+    assert {m["name"] for m in table["models"]} >= {"gan", "dcgan"}
+    dc = next(m for m in table["models"] if m["name"] == "dcgan")
+    assert dc["data"] == "image" and dc["loss"] == "ns" and not dc["conditional"]
+
+
+def test_losses_have_the_right_optimum_direction():
+    real, fake = torch.tensor([3.0]), torch.tensor([-3.0])
+    for name in ("ns", "minimax", "lsgan", "hinge", "wgan-gp"):
+        spec = LOSSES.get(name)
+        # a discriminator that separates well has a lower loss than one fooled both ways
+        assert spec.d_loss(real, fake) < spec.d_loss(fake, real), name
+        # the generator's loss falls when D scores its samples as real
+        assert spec.g_loss(real) < spec.g_loss(fake), name
+
+
+def test_checkpoint_round_trip_and_info(tiny_dcgan, cli):
+    data = ck.load_checkpoint(tiny_dcgan)
+    assert data["format"] == ck.FORMAT and data["version"] == ck.VERSION
+    assert data["model"] == "dcgan" and data["step"] == 3
+    assert data["data"]["channels"] == 3 and data["data"]["resolution"] == 32
+    assert data["data"]["class_names"] == ["circle", "square", "triangle", "cross"]
+    assert {"G", "D", "opt_G", "opt_D"} <= set(data["state"])
+    assert set(data["rng"]) >= {"z", "torch"}
+    assert data["config"]["batch_size"] == 16 and data["metrics"]
+    # plain torch can read it with weights_only=True: nothing but tensors and plain data
+    torch.load(tiny_dcgan, weights_only=True)
+    r = cli("info", tiny_dcgan, "--json")
+    assert r.code == 0
+    s = json.loads(r.out)
+    assert s["model"] == "dcgan" and s["step"] == 3 and s["parameters"]["G"] > 0
+    r = cli("info", tiny_dcgan)
+    assert r.code == 0 and "dcgan" in r.text and "data.resolution" in r.text
+
+
+class _Evil:
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+def test_malicious_checkpoint_is_refused_without_running_code(tmp_path, cli):
+    marker = tmp_path / "pwned"
+    evil = ck.new_checkpoint("dcgan", {}, {"kind": "image"}, {})
+    evil["payload"] = _Evil(str(marker))
+    path = tmp_path / "evil.pt"
+    torch.save(evil, path)
+    with pytest.raises(GantoolsError, match="refused"):
+        ck.load_checkpoint(path)
+    assert not marker.exists()
+    r = cli("info", path)
+    assert r.code == 1
+    assert r.err.count("\n") == 1 and "evil.pt" in r.err and "refused" in r.err
+    assert not marker.exists()
+    # a plain pickle file (not even a torch zip) is refused before unpickling too
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps(_Evil(str(marker))))
+    r = cli("sample", raw, "-n", "2", "-o", tmp_path / "x.npz")
+    assert r.code == 1 and not marker.exists() and not (tmp_path / "x.npz").exists()
+
+
+@pytest.mark.parametrize("content,needle", [
+    (os.urandom(4096), "not a gantools checkpoint"),
+    (b"", "not a gantools checkpoint"),
+])
+def test_not_a_checkpoint(tmp_path, cli, content, needle):
+    p = tmp_path / "junk.pt"
+    p.write_bytes(content)
+    r = cli("info", p)
+    assert r.code == 1 and needle in r.err and r.err.count("\n") == 1 and "junk.pt" in r.err
+    out = tmp_path / "out.png"
+    r = cli("sample", p, "-n", "2", "-o", out)
+    assert r.code == 1 and not out.exists()
+
+
+def test_unknown_version_and_foreign_torch_file(tmp_path, cli):
+    p = tmp_path / "future.pt"
+    future = ck.new_checkpoint("dcgan", {}, {"kind": "image"}, {})
+    future["version"] = 99
+    torch.save(future, p)
+    r = cli("info", p)
+    assert r.code == 1 and "version 99" in r.err
+    q = tmp_path / "state_dict.pt"
+    torch.save({"weight": torch.zeros(2)}, q)
+    r = cli("info", q)
+    assert r.code == 1 and "not a gantools checkpoint" in r.err
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    target = tmp_path / "c.pt"
+    good = ck.new_checkpoint("gan", {"z_dim": 2}, {"kind": "vector"}, {"G": {"w": torch.ones(3)}})
+    ck.save_checkpoint(good, target)
+    before = target.read_bytes()
+
+    def broken_save(obj, f, *a, **k):
+        Path(f).write_bytes(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        ck.save_checkpoint(good, target)
+    assert target.read_bytes() == before  # the old file is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]  # no temporary left behind
