@@ -57,8 +57,9 @@ class TrainConfig:
     log_every: int = 50
     resolution: int | None = None
     channels: int | None = None
+    lr_schedule: str = "constant"  # or "linear": decay both learning rates to 0 at `steps`
     amp: bool | None = None  # bf16 autocast; default on for CUDA
-    compile: bool = False  # torch.compile G and D
+    compile: str | None = None  # torch.compile G and D with this mode: default, reduce-overhead, max-autotune
     hparams: dict = field(default_factory=dict)  # extra model hyper-parameters (ngf, hidden, ...)
 
     @classmethod
@@ -197,6 +198,10 @@ def _resolve(cfg: TrainConfig, spec) -> TrainConfig:
             raise UsageError(f"{name} {v}: must be at least {lo}")
     if len(cfg.betas) != 2 or not all(0 <= b < 1 for b in cfg.betas):
         raise UsageError(f"--betas {cfg.betas}: expected two numbers in [0, 1)")
+    if cfg.compile not in (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"):
+        raise UsageError(f"--compile {cfg.compile}: expected default, reduce-overhead or max-autotune")
+    if cfg.lr_schedule not in ("constant", "linear"):
+        raise UsageError(f"--lr-schedule {cfg.lr_schedule}: expected constant or linear")
     if not 0 < cfg.ema_decay < 1:
         raise UsageError(f"--ema-decay {cfg.ema_decay}: must be in (0, 1)")
     return cfg
@@ -254,7 +259,8 @@ class Trainer:
         if cfg.steps < 1:
             raise UsageError(f"--steps {cfg.steps}: must be at least 1")
 
-        # ---- models
+        # ---- models (initialised from the seed; a resumed run loads its weights over these)
+        torch.manual_seed(cfg.seed)
         hp = {k: v for k, v in spec.defaults.items() if k not in TRAIN_KEYS}
         hp.update(cfg.hparams)
         hp.update(z_dim=cfg.z_dim, loss=cfg.loss)
@@ -287,7 +293,8 @@ class Trainer:
 
         self.G_step, self.D_step = self.G, self.D
         if cfg.compile:
-            self.G_step, self.D_step = torch.compile(self.G), torch.compile(self.D)
+            self.G_step = torch.compile(self.G, mode=cfg.compile)
+            self.D_step = torch.compile(self.D, mode=cfg.compile)
 
         self.run_dir = Path(run_dir) if run_dir else (Path(cfg.out) if cfg.out else default_run_dir(cfg.model, cfg.data))
 
@@ -343,6 +350,8 @@ class Trainer:
         while True:
             order = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.epoch))
             order = order[self.epoch_pos * bs:len(order) - len(order) % bs]
+            if self.data.kind == "vector" or self.data.images is not None:
+                order = order.to(self.device)  # index on the device: no host round trip per batch
             for x, y in self.data.batches(bs, order=order, drop_last=True):
                 self.epoch_pos += 1
                 yield x, y
@@ -435,6 +444,20 @@ class Trainer:
                 scatter_png(out.cpu().numpy()[:, :2], tmp, real=real[:, :2])
         return path
 
+    def _lr_schedules(self):
+        """Set both optimisers' learning rates for a step (a pure function of the step: resumes exactly)."""
+        cfg = self.cfg
+        pairs = [(self.opt_G, cfg.lr_g), (self.opt_D, cfg.lr_d)]
+
+        def apply(step: int) -> None:
+            if cfg.lr_schedule == "linear":
+                scale = max(0.0, 1.0 - step / cfg.steps)
+                for opt, lr in pairs:
+                    for group in opt.param_groups:
+                        group["lr"] = lr * scale
+
+        return apply
+
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> Path:
@@ -447,6 +470,7 @@ class Trainer:
         self.G.train()
         self.D.train()
         batches = self._real_batches()
+        schedules = self._lr_schedules()
         acc = torch.zeros(4, device=self.device)
         acc_steps, t_log, t_start = 0, time.perf_counter(), time.perf_counter()
         images_per_step = cfg.batch_size * cfg.n_critic
@@ -459,6 +483,7 @@ class Trainer:
                 if self.step >= total:
                     info(f"already at step {self.step} of {total}")
                 while self.step < total and stop.signal is None:
+                    schedules(self.step)
                     acc += self.train_step(batches)
                     acc_steps += 1
                     due_log = self.step % cfg.log_every == 0 or self.step == total

@@ -25,21 +25,24 @@ class CliResult:
         return self.out.decode()
 
 
-class _Stdin(io.TextIOWrapper):
+class _Stream(io.TextIOWrapper):
+    tty = False
+
     def isatty(self) -> bool:
-        return False
+        return self.tty
 
 
-def run_cli(*args: str, stdin: bytes = b"") -> CliResult:
+def run_cli(*args: str, stdin: bytes = b"", tty: bool = False) -> CliResult:
     """Run `gantools ARGS` in this process (no torch re-import), capturing stdout bytes and stderr."""
     from gantools import log
     from gantools.cli import main
 
     out_buf, err_buf = io.BytesIO(), io.StringIO()
-    out = io.TextIOWrapper(out_buf, encoding="utf-8", write_through=True)
+    out = _Stream(out_buf, encoding="utf-8", write_through=True)
+    out.tty = tty
     old = sys.argv, sys.stdin, sys.stdout, sys.stderr
     sys.argv = ["gantools", *map(str, args)]
-    sys.stdin = _Stdin(io.BytesIO(stdin), encoding="utf-8")
+    sys.stdin = _Stream(io.BytesIO(stdin), encoding="utf-8")
     sys.stdout, sys.stderr = out, err_buf
     log._state.pop("console", None)
     code = 0

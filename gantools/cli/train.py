@@ -51,7 +51,9 @@ def train(
     log_every: Optional[int] = typer.Option(None, "--log-every", help="Log losses to metrics.jsonl every N steps [default: 50]."),
     resolution: Optional[int] = typer.Option(None, help="Resize images to this size [default: from the data]."),
     channels: Optional[int] = typer.Option(None, help="1 (grey) or 3 (RGB) [default: from the data]."),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile G and D (faster on GPUs after a warm-up) [default: off]."),
+    compile: Optional[str] = typer.Option(None, "--compile", help="torch.compile G and D with this mode: default, reduce-overhead (CUDA graphs) or max-autotune [default: off]."),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast [default: on for CUDA, off for CPU]."),
+    lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="constant, or linear (decay to 0 at the last step) [default: constant]."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
@@ -62,7 +64,7 @@ def train(
                    lr_d=lr_d, betas=_parse_betas(betas), n_critic=n_critic, loss=loss, z_dim=z_dim, ema=ema,
                    ema_decay=ema_decay, seed=seed, device=device, out=str(out) if out else None,
                    sample_every=sample_every, ckpt_every=ckpt_every, keep=keep, log_every=log_every, resolution=resolution,
-                   channels=channels, compile=compile)
+                   channels=channels, compile=compile, amp=amp, lr_schedule=lr_schedule)
     if resume is not None:
         from gantools.train import resume as resume_run
 

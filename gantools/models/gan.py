@@ -30,14 +30,22 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """x -> hidden LeakyReLU layers -> one logit."""
+    """x -> hidden LeakyReLU layers -> one logit.
 
-    def __init__(self, in_dim: int, hidden: int, depth: int):
+    With `pack` > 1 it judges `pack` samples at once (PacGAN, Lin et al. 2018): a
+    generator that drops modes makes packs that look alike, which D can see, and
+    mode collapse on the toy mixtures becomes rare. The batch must divide by `pack`;
+    one logit per pack is returned.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, depth: int, pack: int = 1):
         super().__init__()
-        self.net = _mlp([in_dim] + [hidden] * depth + [1], nn.LeakyReLU(0.2))
+        self.pack = pack
+        self.net = _mlp([in_dim * pack] + [hidden] * depth + [1], nn.LeakyReLU(0.2))
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(x.flatten(1)).squeeze(1)
+        x = x.flatten(1)
+        return self.net(x.reshape(x.shape[0] // self.pack, -1)).squeeze(1)
 
 
 def _data_dim(data: dict) -> int:
@@ -51,7 +59,7 @@ def build_generator(hp: dict, data: dict) -> nn.Module:
 
 
 def build_discriminator(hp: dict, data: dict) -> nn.Module:
-    return MLPDiscriminator(_data_dim(data), hp["hidden"], hp["depth"])
+    return MLPDiscriminator(_data_dim(data), hp["hidden"], hp["depth"], hp.get("pack", 1))
 
 
 register_model(ModelSpec(

@@ -1,0 +1,152 @@
+"""Training throughput of `dcgan` at 32x32, batch 64, on MNIST: gantools vs a plain reference loop.
+
+The reference is the loop most people write (PyTorch-GAN's dcgan.py style): a
+torchvision-style Dataset decoding PIL images with Resize/ToTensor/Normalize
+through a DataLoader, G step then D step with BCE, `.item()` each step. It uses
+the same networks (gantools' DCGAN G and D) so only the loop differs.
+
+Both run in this process, one after the other, on the same device, and the table
+prints images/s (real images consumed per second) and the ratio.
+
+    python bench/train_throughput.py [--device cpu|cuda] [--steps 30] [--warmup 5]
+        [--mnist ../shared/datasets/mnist] [--variants default,compile,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gantools.data.sources import _read_idx  # noqa: E402
+from gantools.models.dcgan import DCGANDiscriminator, DCGANGenerator  # noqa: E402
+from gantools.train import TrainConfig, Trainer  # noqa: E402
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class MnistPIL(torch.utils.data.Dataset):
+    """MNIST as PIL images with the usual per-image transforms (the reference's data path)."""
+
+    def __init__(self, images: np.ndarray):
+        from torchvision import transforms
+
+        self.images = images
+        self.tf = transforms.Compose([transforms.Resize(32), transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        return self.tf(Image.fromarray(self.images[i], mode="L")), 0
+
+
+def reference(images: np.ndarray, device, steps: int, warmup: int, batch: int = 64) -> float:
+    """The plain loop; returns real images per second over `steps` after `warmup`."""
+    torch.manual_seed(0)
+    G = DCGANGenerator(100, 1, 32, 64).to(device)
+    D = DCGANDiscriminator(1, 32, 64).to(device)
+    opt_G = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
+    opt_D = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
+    adv = nn.BCEWithLogitsLoss()
+    workers = 2 if device.type == "cuda" else 0
+    loader = torch.utils.data.DataLoader(MnistPIL(images), batch_size=batch, shuffle=True, drop_last=True,
+                                         num_workers=workers, pin_memory=device.type == "cuda")
+    done, t0 = 0, None
+    while True:
+        for imgs, _ in loader:
+            if done == warmup:
+                sync(device)
+                t0 = time.perf_counter()
+            if done == warmup + steps:
+                sync(device)
+                return steps * batch / (time.perf_counter() - t0)
+            real = imgs.to(device)
+            valid = torch.ones(batch, device=device)
+            fake = torch.zeros(batch, device=device)
+            opt_G.zero_grad()
+            z = torch.randn(batch, 100, device=device)
+            gen = G(z)
+            g_loss = adv(D(gen), valid)
+            g_loss.backward()
+            opt_G.step()
+            opt_D.zero_grad()
+            d_loss = (adv(D(real), valid) + adv(D(gen.detach()), fake)) / 2
+            d_loss.backward()
+            opt_D.step()
+            _ = (d_loss.item(), g_loss.item())  # the per-step print of the reference loop
+            done += 1
+
+
+def gantools_loop(data: str, device, steps: int, warmup: int, **options) -> float:
+    """gantools' Trainer (data resident as uint8, no per-step sync); real images per second."""
+    cfg = TrainConfig(model="dcgan", data=data, batch_size=64, device=str(device), steps=10**9,
+                      sample_every=0, out="/tmp/gantools-bench-run", **options)
+    tr = Trainer(cfg)
+    tr.G.train()
+    tr.D.train()
+    batches = tr._real_batches()
+    acc = torch.zeros(4, device=device)
+    for _ in range(warmup):
+        acc += tr.train_step(batches)
+    sync(device)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        acc += tr.train_step(batches)
+        if (i + 1) % 50 == 0:
+            acc.tolist()  # the loop's one sync per log interval
+    acc.tolist()
+    sync(device)
+    return steps * 64 / (time.perf_counter() - t0)
+
+
+VARIANTS = {
+    "fp32": dict(amp=False),
+    "bf16": dict(amp=True),
+    "compile": dict(compile="default"),
+    "bf16+compile": dict(amp=True, compile="default"),
+    "bf16+cudagraphs": dict(amp=True, compile="reduce-overhead"),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--mnist", default=str(ROOT.parent / "shared" / "datasets" / "mnist"))
+    ap.add_argument("--variants", default="fp32,bf16")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    mnist = Path(args.mnist)
+    if not mnist.exists():
+        sys.exit(f"{mnist}: MNIST not found (pass --mnist)")
+    images = _read_idx(next(mnist.glob("train-images*")))
+    print(f"# dcgan 32x32, batch 64, MNIST; device {device} "
+          f"({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; {args.steps} timed steps after {args.warmup}", flush=True)
+    ref = reference(images, device, args.steps, args.warmup)
+    rows = [("reference loop (DataLoader + PIL transforms)", ref)]
+    print(f"{rows[0][0]:<48} {ref:10.1f} img/s   1.00x", flush=True)
+    for name in args.variants.split(","):
+        warm = args.warmup + (20 if "compile" in name else 0)
+        ips = gantools_loop(str(mnist), device, args.steps, warm, **VARIANTS[name])
+        rows.append((f"gantools train ({name})", ips))
+        print(f"{rows[-1][0]:<48} {ips:10.1f} img/s {ips / ref:6.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()

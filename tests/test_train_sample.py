@@ -1,0 +1,176 @@
+"""`gantools train` and `gantools sample`: convergence, outputs, resume, signals, failures."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import ROOT, TINY_DCGAN, shared
+from gantools.checkpoint import load_checkpoint
+from gantools.data import open_source, toy
+from gantools.generate import generate_batches
+from gantools.train import TrainConfig, Trainer, resume, train
+
+
+def test_gan_covers_the_ring_modes(tmp_path):
+    """The usual mode-coverage measure on toy:ring: >= 7 of 8 modes, >= 70% of samples within 3 std."""
+    ckpt = train(TrainConfig(model="gan", data="toy:ring", device="cpu", out=str(tmp_path / "run"),
+                             sample_every=0))
+    ck = load_checkpoint(ckpt)
+    x = torch.cat([b[0] for b in generate_batches(ck, 2000, seed=123)]).numpy()
+    modes, quality = toy.mode_coverage(x, toy.ring_centers(), toy.RING_STD)
+    assert modes >= 7, (modes, quality)
+    assert quality >= 0.70, (modes, quality)
+
+
+def _tiny_config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(f"batch_size = 16\nsample_every = 2\nlog_every = 1\n\n[hparams]\n"
+                   + "".join(f"{k} = {v}\n" for k, v in TINY_DCGAN.items()))
+    return cfg
+
+
+def _train_sample_info(cli, tmp_path: Path, data: str, channels: int, classes: int):
+    r = cli("train", "dcgan", "--data", data, "--steps", "3", "--config", _tiny_config(tmp_path),
+            "--out", tmp_path / "run", "--device", "cpu")
+    assert r.code == 0, r.err
+    ckpt = Path(r.text.strip())
+    assert r.text.count("\n") == 1 and ckpt.is_file()  # stdout holds the path and nothing else
+    run = tmp_path / "run"
+    assert (run / "config.toml").is_file() and (run / "checkpoints" / "last.pt").is_file()
+    assert (run / "samples" / "step-000002.png").is_file()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert {"loss_d", "loss_g", "d_real", "d_fake", "images_per_s", "time"} <= set(rows[0])
+
+    n = 10
+    outs = {k: tmp_path / k for k in ("frames", "grid.png", "s.npz", "s.h5")}
+    for out in outs.values():
+        r = cli("sample", ckpt, "-n", n, "-o", out, "--seed", "7", "--nrow", "5")
+        assert r.code == 0 and r.out == b"", r.err
+    frames = sorted(outs["frames"].iterdir())
+    assert [f.name for f in frames] == [f"{i:06d}.png" for i in range(n)]
+    first = np.asarray(Image.open(frames[0]))
+    grid = Image.open(outs["grid.png"])
+    assert grid.size == (5 * 34 + 2, 2 * 34 + 2)
+    with np.load(outs["s.npz"]) as f:
+        images, z = f["images"], f["z"]
+        assert images.shape == (n, 32, 32, channels) and images.dtype == np.uint8 and z.shape == (n, 100)
+    with h5py.File(outs["s.h5"]) as f:
+        assert np.array_equal(f["images"][()], images) and np.array_equal(f["z"][()], z)
+    assert np.array_equal(first.reshape(32, 32, -1), images[0])
+    r = cli("sample", ckpt, "-n", n, "--seed", "7")  # stdout is not a terminal: the stream
+    assert r.code == 0
+    names = tarfile.open(fileobj=io.BytesIO(r.out)).getnames()
+    assert names[0] == "stream.json" and names[-1] == "meta.npz" and len(names) == n + 2
+    back = open_source("-", stdin=io.BytesIO(r.out))
+    assert np.array_equal(back.images.permute(0, 2, 3, 1).numpy(), images)
+    r = cli("info", ckpt, "--json")
+    assert r.code == 0
+    s = json.loads(r.out)
+    assert s["data"]["channels"] == channels and s["data"]["num_classes"] == classes and s["step"] == 3
+
+
+def test_dcgan_on_shapes_train_sample_info(cli, tmp_path):
+    _train_sample_info(cli, tmp_path, "toy:shapes", 3, 4)
+
+
+def test_dcgan_on_real_mnist_train_sample_info(cli, tmp_path):
+    _train_sample_info(cli, tmp_path, str(shared("mnist", "train-images-idx3-ubyte.gz")), 1, 10)
+
+
+def test_resume_is_exact(tmp_path):
+    """N steps + resume + N steps gives the same weights as 2N steps (CPU, fixed seed, EMA on)."""
+    common = dict(model="dcgan", data="toy:shapes", batch_size=8, device="cpu", ema=True, ema_decay=0.9,
+                  sample_every=0, ckpt_every=100, seed=3, hparams=dict(TINY_DCGAN))
+    straight = load_checkpoint(train(TrainConfig(steps=6, out=str(tmp_path / "a"), **common)))
+    train(TrainConfig(steps=3, out=str(tmp_path / "b"), **common))
+    resumed = load_checkpoint(resume(str(tmp_path / "b"), {"steps": 6}))
+    assert resumed["step"] == straight["step"] == 6
+    for part in ("G", "D", "G_ema"):
+        for k, v in straight["state"][part].items():
+            assert torch.equal(v, resumed["state"][part][k]), (part, k)
+    assert torch.equal(straight["rng"]["z"], resumed["rng"]["z"])
+    # the resumed history keeps the first part's records and continues it
+    assert [m["step"] for m in resumed["metrics"]] == [3, 6] and straight["metrics"][-1]["step"] == 6
+
+
+def test_same_seed_same_images_whatever_the_batch_size(tiny_dcgan):
+    ck = load_checkpoint(tiny_dcgan)
+    a = list(generate_batches(ck, 12, seed=5, batch_size=12))
+    b = list(generate_batches(ck, 12, seed=5, batch_size=5))
+    za, zb = a[0][2], np.concatenate([x[2] for x in b])
+    assert np.array_equal(za, zb)
+    ia, ib = a[0][0].int(), torch.cat([x[0] for x in b]).int()
+    assert (ia - ib).abs().max() <= 1  # eval-mode BN: batch-independent up to kernel rounding
+    one = next(generate_batches(ck, 1, seed=5))
+    assert np.array_equal(one[2][0], za[0])
+
+
+def test_sample_on_a_terminal_without_o_asks_for_it(tiny_dcgan, cli):
+    r = cli("sample", tiny_dcgan, "-n", "2", tty=True)
+    assert r.code == 2 and "give -o" in r.err and r.out == b""
+
+
+def test_non_finite_loss_stops_with_exit_1_and_keeps_last_good(cli, tmp_path):
+    r = cli("train", "gan", "--data", "toy:ring", "--steps", "200", "--lr-d", "1e12", "--lr-g", "1e12",
+            "--ckpt-every", "1", "--out", tmp_path / "run", "--device", "cpu")
+    assert r.code == 1, r.err
+    assert "non-finite" in r.err and r.err.strip().count("\n") == 0 and r.out == b""
+    ckpts = sorted((tmp_path / "run" / "checkpoints").glob("step-*.pt"))
+    for p in ckpts:  # whatever was kept is finite
+        assert all(torch.isfinite(v).all() for v in load_checkpoint(p)["state"]["G"].values())
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_saves_a_checkpoint_and_exits_130(tmp_path):
+    run = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "gantools", "train", "gan", "--data", "toy:ring", "--steps",
+                          "1000000", "--out", str(run), "--log-every", "5", "--device", "cpu"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (run / "metrics.jsonl").exists():
+        time.sleep(0.2)
+    while time.time() < deadline and (run / "metrics.jsonl").stat().st_size == 0:
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    last = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert 0 < last["step"] < 1000000
+    assert out == b"" and b"Traceback" not in err
+
+
+def test_dry_run_and_config_file(cli, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('loss = "hinge"\nbatch-size = 32\nsteps = 7\n')
+    r = cli("train", "dcgan", "--data", "toy:shapes", "--config", cfg, "--steps", "9", "--dry-run")
+    assert r.code == 0
+    assert 'loss = "hinge"' in r.text and "batch_size = 32" in r.text and "steps = 9" in r.text
+    cfg.write_text('colour = "blue"\n')
+    r = cli("train", "dcgan", "--data", "toy:shapes", "--config", cfg, "--out", tmp_path / "run")
+    assert r.code == 2 and "colour" in r.err and not (tmp_path / "run").exists()
+
+
+def test_default_run_folder_is_numbered(tmp_path, monkeypatch):
+    from gantools.train import default_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert default_run_dir("dcgan", "toy:shapes") == Path("runs/dcgan-toy-shapes-001")
+    Path("runs/dcgan-toy-shapes-001").mkdir(parents=True)
+    Path("runs/dcgan-toy-shapes-007").mkdir()
+    assert default_run_dir("dcgan", "toy:shapes") == Path("runs/dcgan-toy-shapes-008")
+    assert default_run_dir("dcgan", "/data/faces/") == Path("runs/dcgan-faces-001")
