@@ -1,0 +1,149 @@
+"""`gantools interpolate CKPT`: walks through latent space (slerp by default) as grids, GIFs and streams."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from gantools.cli import app
+from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors, info, require_output_or_pipe
+
+
+@app.command(
+    help="Interpolate between latents of a checkpoint's generator.\n\n"
+    "Endpoints: --seeds A,B,C walks one path through those seeds' latents (the latents of "
+    "`gantools sample --seed`), or --rows R paths between random endpoints drawn from --seed. "
+    "--steps K frames run from one endpoint to the next, both included.\n\n"
+    "OUT: x.png (a grid: one row per path, one column per step), x.gif (animated; each frame "
+    "shows all rows side by side), a folder (numbered frames, row by row), x.npz or x.h5 (uint8 "
+    "NHWC 'images', latents 'z', fractions 't', 'segment', 'row'), or - (the image stream). "
+    "Without -o the stream goes to stdout when it is a pipe.",
+    epilog="Example: gantools interpolate ckpt.pt --seeds 3,17,42 --loop --steps 16 -o walk.gif",
+)
+@handle_errors
+def interpolate(
+    ckpt: Path = typer.Argument(..., help="A gantools checkpoint (.pt).", show_default=False),
+    slerp: bool = typer.Option(True, "--slerp/--lerp", help="Spherical (default; linear where the endpoints are nearly parallel) or linear interpolation."),
+    steps: int = typer.Option(8, "--steps", "-k", help="Frames per segment, both endpoints included (at least 2)."),
+    seeds: Optional[str] = typer.Option(None, help="A path through these seeds' latents, e.g. 3,17,42."),
+    rows: Optional[int] = typer.Option(None, help="Number of independent paths between random endpoints (default 4)."),
+    seed: Optional[int] = typer.Option(None, help="Seed of the random endpoints of --rows (default 0)."),
+    loop: bool = typer.Option(False, "--loop", help="Return to the first endpoint, and make a GIF loop forever (else it plays once)."),
+    class_: Optional[str] = typer.Option(None, "--class", help="Conditional models: keep this class (index or name) (default: the class `sample --seed` gives the first endpoint)."),
+    class_path: Optional[str] = typer.Option(None, "--class-path", help="Conditional models that embed labels: interpolate the class embedding from class A to B (A:B) at a fixed z."),
+    truncation: Optional[float] = typer.Option(None, help="Draw endpoints from the normal truncated to [-T, T]."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output: x.png, x.gif, folder, x.npz, x.h5 or - (stream)."),
+    fps: float = typer.Option(12.0, help="Frames per second of a GIF."),
+    zoom: int = typer.Option(1, help="Enlarge .png and .gif pictures by this integer factor (nearest neighbour)."),
+    batch_size: int = typer.Option(256, "--batch-size", "-b", help="Frames generated per forward pass."),
+    ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA generator when the checkpoint has one."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    quiet: bool = QuietOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    from gantools.errors import UsageError
+
+    # Option checks that need no checkpoint come first, so bad usage is reported fast.
+    seed_list = None
+    if seeds is not None:
+        from gantools.interpolate import parse_seeds
+
+        if rows is not None or seed is not None:
+            raise UsageError("--seeds gives the endpoints; it cannot be combined with --rows or --seed")
+        seed_list = parse_seeds(seeds)
+    if steps < 2:
+        raise UsageError(f"--steps {steps}: must be at least 2 (a segment's two endpoints)")
+    if rows is not None and rows < 1:
+        raise UsageError(f"--rows {rows}: must be at least 1")
+    if seed is not None and seed < 0:
+        raise UsageError(f"--seed {seed}: must be non-negative")
+    if fps <= 0:
+        raise UsageError(f"--fps {fps}: must be positive")
+    if zoom < 1:
+        raise UsageError(f"--zoom {zoom}: must be at least 1")
+    if class_ is not None and class_path is not None:
+        raise UsageError("--class and --class-path cannot be combined")
+    if out is not None:
+        from gantools.data.writers import output_kind
+
+        output_kind(out)  # an unknown suffix is a usage error before any work
+
+    from gantools.checkpoint import load_checkpoint
+    from gantools.generate import is_conditional, load_generator, resolve_device
+    from gantools.interpolate import plan, render
+
+    ck = load_checkpoint(ckpt)
+    data = ck["data"]
+    if data.get("kind") != "image":
+        raise UsageError(f"{ckpt}: model {ck['model']!r} makes {data.get('kind')} data; interpolate draws images")
+    class_names = list(data.get("class_names") or [])
+    conditional = is_conditional(ck)
+    if (class_ is not None or class_path is not None) and not conditional:
+        flag = "--class" if class_ is not None else "--class-path"
+        raise UsageError(f"{flag}: model {ck['model']!r} in {ckpt} is not conditional (it takes no class)")
+    num_classes = int(data.get("num_classes", 0)) if conditional else 0
+    class_index = _class_index(class_, class_names, num_classes)
+    pair = None
+    if class_path is not None:
+        a, sep, b = class_path.partition(":")
+        if not sep or not a or not b:
+            raise UsageError(f"--class-path {class_path}: expected two classes as A:B (indices or names)")
+        pair = (_class_index(a, class_names, num_classes, "--class-path"),
+                _class_index(b, class_names, num_classes, "--class-path"))
+
+    device_ = resolve_device(device)
+    G = load_generator(ck, device_, ema)
+    if pair is not None and not getattr(G, "class_weights", False):
+        raise UsageError(f"--class-path: model {ck['model']!r} does not embed its labels, so its class "
+                         "embedding cannot be interpolated (use --class to keep one class)")
+    z_dim = int(ck["hparams"]["z_dim"])
+    p = plan(z_dim, steps, seed_list, rows if rows is not None else 4, seed if seed is not None else 0,
+             "slerp" if slerp else "lerp", loop, truncation, num_classes, class_index, pair)
+    target = require_output_or_pipe(out, "frames")
+    info(f"interpolate: {len(p.rows)} row(s) x {p.frames_per_row} frames ({'slerp' if slerp else 'lerp'}"
+         f"{', class path' if pair else ''}) -> {target}")
+    _write(p, render(G, p, batch_size, device_), target, fps, loop, zoom, class_names)
+
+
+def _class_index(value: Optional[str], class_names: list, num_classes: int, flag: str = "--class"):
+    """A class given as an index or a name -> its index, checked against the model's classes."""
+    from gantools.errors import UsageError
+    from gantools.generate import resolve_class
+
+    if value is None:
+        return None
+    try:
+        index = resolve_class(value, class_names or [str(i) for i in range(num_classes)])
+    except UsageError as e:
+        raise UsageError(str(e).replace("--class", flag, 1)) from None
+    if not 0 <= index < num_classes:
+        raise UsageError(f"{flag} {value}: must be in 0..{num_classes - 1}")
+    return index
+
+
+def _write(p, batches, out: str, fps: float, loop: bool, zoom_: int, class_names: list) -> None:
+    """Send the frames to OUT: a grid, a GIF of side-by-side rows, frames, arrays or the stream."""
+    import numpy as np
+
+    from gantools.data.writers import ImageWriter, output_kind
+    from gantools.interpolate import tile_rows, zoom
+
+    kind = output_kind(out)
+    arrays = p.arrays()
+    labels = p.labels()
+    extra = {k: v for k, v in arrays.items() if k != "z"}
+    with ImageWriter(out, nrow=p.frames_per_row, class_names=class_names, extra=extra, fps=fps,
+                     loop=loop) as writer:
+        if kind in ("png", "gif"):
+            frames = np.concatenate(list(batches))
+            if kind == "gif":
+                frames = tile_rows(frames, len(p.rows))
+            writer.write(zoom(frames, zoom_))
+            return
+        start = 0
+        for images in batches:
+            n = len(images)
+            writer.write(images, None if labels is None else labels[start:start + n], arrays["z"][start:start + n])
+            start += n
