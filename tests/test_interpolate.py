@@ -443,3 +443,16 @@ def test_class_on_an_unconditional_model_with_class_names_is_exit_2(cli, tmp_pat
     r = cli("interpolate", ck, "--rows", 1, "--steps", 2, "--device", "cpu", "-o", tmp_path / "ok.npz")
     assert r.code == 0, r.err
     assert "labels" not in _npz(tmp_path / "ok.npz")
+
+
+def test_vector_model_is_refused_with_exit_2(cli, tmp_path):
+    from gantools.checkpoint import new_checkpoint, save_checkpoint
+    from gantools.registry import MODELS
+
+    spec = MODELS.get("gan")
+    hp = dict(spec.defaults, hidden=8, depth=1)
+    data = {"kind": "vector", "dim": 2, "num_classes": 0, "class_names": [], "source": "toy:ring"}
+    ck = save_checkpoint(new_checkpoint("gan", hp, data, {"G": spec.build_generator(hp, data).state_dict()}),
+                         tmp_path / "gan.pt")
+    r = cli("interpolate", ck, "--device", "cpu", "-o", tmp_path / "x.npz")
+    assert r.code == 2 and "draws images" in r.err and not (tmp_path / "x.npz").exists()
