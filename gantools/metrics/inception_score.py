@@ -30,8 +30,11 @@ def inception_score(logits: np.ndarray, splits: int = DEFAULT_SPLITS) -> dict:
     scores = []
     for i in range(splits):
         part_p, part_logp = p[i * n // splits:(i + 1) * n // splits], logp[i * n // splits:(i + 1) * n // splits]
-        log_py = np.log(part_p.mean(axis=0))
-        kl = (part_p * (part_logp - log_py[None, :])).sum(axis=1).mean()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_py = np.log(part_p.mean(axis=0))
+            # p log(p / p_y) with 0 log 0 = 0 (a class no image of the part gives any mass).
+            terms = np.where(part_p > 0, part_p * (part_logp - log_py[None, :]), 0.0)
+        kl = terms.sum(axis=1).mean()
         scores.append(np.exp(kl))
     s = np.asarray(scores)
     return {"mean": float(s.mean()), "std": float(s.std()), "splits": int(splits)}
