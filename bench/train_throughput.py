@@ -98,7 +98,7 @@ def gantools_loop(data: str, device, steps: int, warmup: int, **options) -> floa
     tr = Trainer(cfg)
     tr.G.train()
     tr.D.train()
-    batches = tr._real_batches()
+    batches = tr.batch_source()
     acc = torch.zeros(4, device=device)
     for _ in range(warmup):
         acc += tr.train_step(batches)
@@ -114,11 +114,11 @@ def gantools_loop(data: str, device, steps: int, warmup: int, **options) -> floa
 
 
 VARIANTS = {
-    "fp32": dict(amp=False),
-    "bf16": dict(amp=True),
-    "compile": dict(compile="default"),
-    "bf16+compile": dict(amp=True, compile="default"),
-    "bf16+cudagraphs": dict(amp=True, compile="reduce-overhead"),
+    "fp32": dict(amp=False, cuda_graphs=False),
+    "bf16": dict(amp=True, cuda_graphs=False),
+    "fp32+graphs": dict(amp=False, cuda_graphs=True),
+    "bf16+graphs": dict(amp=True, cuda_graphs=True),
+    "compile": dict(compile="default", cuda_graphs=False),
 }
 
 

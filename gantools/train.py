@@ -58,8 +58,10 @@ class TrainConfig:
     resolution: int | None = None
     channels: int | None = None
     lr_schedule: str = "constant"  # or "linear": decay both learning rates to 0 at `steps`
+    r1: float = 0.0  # R1 penalty weight gamma (Mescheder et al. 2018): gamma/2 * E|grad D(x_real)|^2
     amp: bool | None = None  # bf16 autocast; default on for CUDA
     compile: str | None = None  # torch.compile G and D with this mode: default, reduce-overhead, max-autotune
+    cuda_graphs: bool | None = None  # capture the whole step as a CUDA graph (default: on where possible)
     hparams: dict = field(default_factory=dict)  # extra model hyper-parameters (ngf, hidden, ...)
 
     @classmethod
@@ -274,9 +276,14 @@ class Trainer:
         if self.channels_last:
             self.G.to(memory_format=torch.channels_last)
             self.D.to(memory_format=torch.channels_last)
+        self.graph, self.graph_mode = None, None
         fused = self.device.type == "cuda"
-        self.opt_G = torch.optim.Adam(self.G.parameters(), cfg.lr_g, betas=tuple(cfg.betas), fused=fused)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), cfg.lr_d, betas=tuple(cfg.betas), fused=fused)
+        graphs = self._use_cuda_graphs()
+        self.opt_G = torch.optim.Adam(self.G.parameters(), cfg.lr_g, betas=tuple(cfg.betas), fused=fused,
+                                      capturable=graphs)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), cfg.lr_d, betas=tuple(cfg.betas), fused=fused,
+                                      capturable=graphs)
+        self._graphs_wanted = graphs
         self.G_ema = None
         if cfg.ema:
             import copy
@@ -344,18 +351,44 @@ class Trainer:
 
     # ------------------------------------------------------------------ data
 
-    def _real_batches(self):
-        """Endless shuffled batches; epoch e's order comes from (seed, e), so resuming mid-epoch is exact."""
+    def _in_memory(self) -> bool:
+        return self.data.kind == "vector" or self.data.images is not None
+
+    def _epoch_orders(self):
+        """Endless per-epoch index orders; epoch e's order comes from (seed, e), so resuming mid-epoch is exact.
+        Yields index batches (on the data's device for in-memory sets)."""
         bs = self.cfg.batch_size
         while True:
             order = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.epoch))
             order = order[self.epoch_pos * bs:len(order) - len(order) % bs]
-            if self.data.kind == "vector" or self.data.images is not None:
+            if self._in_memory():
                 order = order.to(self.device)  # index on the device: no host round trip per batch
-            for x, y in self.data.batches(bs, order=order, drop_last=True):
+            yield order
+            self.epoch, self.epoch_pos = self.epoch + 1, 0
+
+    def _index_batches(self):
+        """Endless batches of indices into an in-memory set."""
+        bs = self.cfg.batch_size
+        for order in self._epoch_orders():
+            for start in range(0, len(order), bs):
+                self.epoch_pos += 1
+                yield order[start:start + bs]
+
+    def _real_batches(self):
+        """Endless shuffled (x, labels) batches (lazy sets decode through a DataLoader)."""
+        if self._in_memory():
+            for idx in self._index_batches():
+                yield self._gather(idx)
+            return
+        for order in self._epoch_orders():
+            for x, y in self.data.batches(self.cfg.batch_size, order=order, drop_last=True):
                 self.epoch_pos += 1
                 yield x, y
-            self.epoch, self.epoch_pos = self.epoch + 1, 0
+
+    def _gather(self, idx: torch.Tensor):
+        if self.data.kind == "vector":
+            return self.data.data[idx], None
+        return self.data.images[idx], (self.data.labels[idx] if self.data.labels is not None else None)
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
@@ -369,20 +402,37 @@ class Trainer:
 
     def train_step(self, batches) -> torch.Tensor:
         """n_critic D steps then one G step; returns [loss_d, loss_g, d_real, d_fake] (no host sync)."""
-        cfg, dev = self.cfg, self.device
-        autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp)
+        cfg, dev, k = self.cfg, self.device, self.cfg.n_critic
+        if self.graph is not None:
+            return self._replay(batches)
+        reals = [next(batches) for _ in range(k)]
+        z = torch.randn(k, cfg.batch_size, cfg.z_dim, device=dev, generator=self.gen)
+        eps = torch.rand(k, cfg.batch_size, device=dev, generator=self.gen) if self.loss.gradient_penalty else None
+        out = self._step_body(reals, z, eps)
+        self.step += 1
+        return out
+
+    def _step_body(self, reals, z, eps) -> torch.Tensor:
+        """The arithmetic of one step, on given real batches, latents and GP mixing weights.
+        Shared by the eager path and the CUDA graph (which captures exactly this)."""
+        cfg = self.cfg
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp,
+                                  cache_enabled=self.graph_mode is None)
         self.D.requires_grad_(True)
-        for _ in range(cfg.n_critic):
-            x, y = next(batches)
+        for j, (x, y) in enumerate(reals):
             real = self._prepare(x)
-            z = torch.randn(real.shape[0], cfg.z_dim, device=dev, generator=self.gen)
+            if cfg.r1:
+                real.requires_grad_(True)
             with autocast:
-                fake = self.G_step(z, y)
+                fake = self.G_step(z[j], y)
                 out_real = self.D_step(real, y).float()
                 out_fake = self.D_step(fake.detach(), y).float()
                 loss_d = self.loss.d_loss(out_real, out_fake)
             if self.loss.gradient_penalty:
-                loss_d = loss_d + self.loss.gradient_penalty * self._gp(real, fake.detach(), y)
+                loss_d = loss_d + self.loss.gradient_penalty * self._gp(real.detach(), fake.detach(), y, eps[j])
+            if cfg.r1:
+                (grad,) = torch.autograd.grad(out_real.sum(), real, create_graph=True)
+                loss_d = loss_d + cfg.r1 / 2 * grad.flatten(1).pow(2).sum(1).mean()
             self.opt_D.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_D.step()
@@ -396,20 +446,80 @@ class Trainer:
         self.opt_G.step()
         if self.G_ema is not None:
             self._update_ema()
-        self.step += 1
         with torch.no_grad():
             probs = self.loss.name in ("ns", "minimax")
             d_real = torch.sigmoid(out_real).mean() if probs else out_real.mean()
             d_fake = torch.sigmoid(out_fake).mean() if probs else out_fake.mean()
             return torch.stack([loss_d.detach().float(), loss_g.detach().float(), d_real, d_fake])
 
-    def _gp(self, real, fake, y):
-        shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-        eps = torch.rand(shape, device=real.device, generator=self.gen)
-        x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    def _gp(self, real, fake, y, eps):
+        x_hat = (eps.view((-1,) + (1,) * (real.dim() - 1)) * real + (1 - eps.view((-1,) + (1,) * (real.dim() - 1))) * fake)
+        x_hat.requires_grad_(True)
         out = self.D_step(x_hat, y)
         (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
         return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+    # ------------------------------------------------------------------ CUDA graphs
+
+    def _use_cuda_graphs(self) -> bool:
+        cfg = self.cfg
+        wanted = cfg.cuda_graphs if cfg.cuda_graphs is not None else True
+        ok = (self.device.type == "cuda" and self._in_memory() and not cfg.compile
+              and cfg.lr_schedule == "constant" and not self.loss.gradient_penalty and not cfg.r1)
+        if cfg.cuda_graphs and not ok:
+            warn("--cuda-graphs needs a CUDA device, in-memory data, a constant learning rate, no gradient "
+                 "penalty, no R1 and no --compile; running without")
+        return wanted and ok
+
+    def _capture(self, indices) -> None:
+        """Record one whole training step (all kernels, optimiser steps included) as a CUDA graph.
+
+        Per step the host then only copies the next batch indices and draws the latents into
+        static buffers and replays the graph: at small batches this removes the launch and
+        Python overhead that otherwise dominates. The warm-up steps before capture are real steps.
+        """
+        cfg, k, dev = self.cfg, self.cfg.n_critic, self.device
+        self.static_idx = torch.zeros(k, cfg.batch_size, dtype=torch.long, device=dev)
+        self.static_z = torch.zeros(k, cfg.batch_size, cfg.z_dim, device=dev)
+
+        def reals():
+            return [self._gather(self.static_idx[j]) for j in range(k)]
+
+        def fill():
+            for j in range(k):
+                self.static_idx[j].copy_(next(indices))
+            torch.randn(self.static_z.shape, device=dev, generator=self.gen, out=self.static_z)
+
+        self.graph_mode = "warmup"
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                fill()
+                self._step_body(reals(), self.static_z, None)
+                self.step += 1
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        self.opt_G.zero_grad(set_to_none=True)
+        self.opt_D.zero_grad(set_to_none=True)
+        self.graph_mode = "capture"
+        with torch.cuda.graph(self.graph):
+            self.static_out = self._step_body(reals(), self.static_z, None)
+        self._fill = fill
+
+    def batch_source(self):
+        """Start the data stream for `train_step`; with CUDA graphs this captures the step first
+        (after 3 real warm-up steps) and returns None, as the graph reads its own indices."""
+        if self._graphs_wanted and self.cfg.steps - self.step > 10:
+            self._capture(self._index_batches())
+            return None
+        return self._real_batches()
+
+    def _replay(self, batches) -> torch.Tensor:
+        self._fill()
+        self.graph.replay()
+        self.step += 1
+        return self.static_out
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -469,7 +579,7 @@ class Trainer:
         metrics_file = open(self.run_dir / "metrics.jsonl", "a")
         self.G.train()
         self.D.train()
-        batches = self._real_batches()
+        batches = self.batch_source()
         schedules = self._lr_schedules()
         acc = torch.zeros(4, device=self.device)
         acc_steps, t_log, t_start = 0, time.perf_counter(), time.perf_counter()
@@ -534,7 +644,8 @@ def resume(target: str, overrides: dict) -> Path:
     if path.is_dir():
         path = path / "checkpoints" / "last.pt"
     ck = ckpt_io.load_checkpoint(path)
-    allowed = {"steps", "epochs", "device", "sample_every", "ckpt_every", "keep", "log_every", "compile", "amp"}
+    allowed = {"steps", "epochs", "device", "sample_every", "ckpt_every", "keep", "log_every", "compile", "amp",
+               "cuda_graphs"}
     bad = sorted(k for k, v in overrides.items() if v is not None and k not in allowed)
     if bad:
         raise UsageError(f"--resume: {', '.join('--' + b.replace('_', '-') for b in bad)} cannot change on resume")

@@ -52,7 +52,9 @@ def train(
     resolution: Optional[int] = typer.Option(None, help="Resize images to this size [default: from the data]."),
     channels: Optional[int] = typer.Option(None, help="1 (grey) or 3 (RGB) [default: from the data]."),
     compile: Optional[str] = typer.Option(None, "--compile", help="torch.compile G and D with this mode: default, reduce-overhead (CUDA graphs) or max-autotune [default: off]."),
+    cuda_graphs: Optional[bool] = typer.Option(None, "--cuda-graphs/--no-cuda-graphs", help="Replay each step as one CUDA graph (in-memory data, constant LR, no GP/R1) [default: on where possible]."),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast [default: on for CUDA, off for CPU]."),
+    r1: Optional[float] = typer.Option(None, "--r1", help="R1 penalty weight gamma on real data (Mescheder et al. 2018) [default: 0, off]."),
     lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="constant, or linear (decay to 0 at the last step) [default: constant]."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
     quiet: bool = QuietOpt,
@@ -64,7 +66,8 @@ def train(
                    lr_d=lr_d, betas=_parse_betas(betas), n_critic=n_critic, loss=loss, z_dim=z_dim, ema=ema,
                    ema_decay=ema_decay, seed=seed, device=device, out=str(out) if out else None,
                    sample_every=sample_every, ckpt_every=ckpt_every, keep=keep, log_every=log_every, resolution=resolution,
-                   channels=channels, compile=compile, amp=amp, lr_schedule=lr_schedule)
+                   channels=channels, compile=compile, amp=amp, lr_schedule=lr_schedule,
+                   cuda_graphs=cuda_graphs, r1=r1)
     if resume is not None:
         from gantools.train import resume as resume_run
 
