@@ -25,6 +25,7 @@ def atomic_path(target: str | os.PathLike, is_dir: bool = False) -> Iterator[Pat
     prefix = f".{target.name}.tmp-"
     if is_dir:
         tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+        os.chmod(tmp, 0o755 & ~_umask())  # mkdtemp makes 0700; a published folder gets the usual mode
     else:
         fd, name = tempfile.mkstemp(prefix=prefix, suffix=target.suffix, dir=target.parent)
         os.close(fd)
@@ -40,7 +41,7 @@ def atomic_path(target: str | os.PathLike, is_dir: bool = False) -> Iterator[Pat
             else:
                 os.replace(tmp, target)
         else:
-            os.chmod(tmp, 0o644)
+            os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, target)
     except BaseException:
         if is_dir:
@@ -49,3 +50,9 @@ def atomic_path(target: str | os.PathLike, is_dir: bool = False) -> Iterator[Pat
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
