@@ -1,0 +1,488 @@
+"""GAIN (Yoon, Jordon & van der Schaar, ICML 2018): the networks and a fast training loop.
+
+The data reach this module already encoded (see `gantools.impute.encode`): a float32 matrix
+with the numeric columns min-max normalised to [0, 1] first, then one one-hot block per
+categorical column, 0 in missing cells, and a mask of the same shape (1 observed, 0 missing;
+a categorical cell's mask is repeated over its block).
+
+Networks, as the authors' code builds them: 3-layer MLPs, hidden width = dim, ReLU, weights
+drawn N(0, 2/fan_in) ("xavier_init" in their code), zero biases. G reads [data, mask] and
+ends in a sigmoid for numeric columns and a softmax per categorical block; D reads
+[imputed, hint] and returns one logit per encoded entry.
+
+Why the loop is fast: the networks are tiny (16 wide for Letter), so a plain PyTorch loop
+spends its time in per-operation overhead (autograd graph building, optimizer bookkeeping,
+per-iteration sampling calls), and with more than one intra-op thread, in thread hand-offs.
+This loop
+
+* draws the batches, noise, hints and (for the `gantools` variant) the extra drop masks for
+  many iterations at once, and precomputes everything that depends only on them;
+* computes the gradients by hand (the networks are three dense layers; `tests/test_impute_gain.py`
+  checks them against autograd), with `out=` into one flat gradient buffer per network;
+* keeps each network's parameters as views of one flat tensor, so Adam is one fused call;
+* runs on one intra-op thread on the CPU (restored afterwards).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+# Logits of categorical blocks are clamped to this range before the softmax, so one exp per
+# entry and two small matrix products make every block's softmax at once without overflow or
+# underflow (a softmax with logits 60 apart is one-hot to float32 anyway).
+CAT_LOGIT_CLAMP = 30.0
+
+# The two algorithms. "paper" is GAIN as published and as the authors' code runs it.
+# "gantools" adds the changes the benchmark (bench/impute.py) showed better on both data sets.
+VARIANTS: dict[str, dict] = {
+    "paper": {
+        "hidden": None,  # None: the encoded dimension, as in the authors' code
+        "hidden_mult": 1.0,
+        "drop_rate": 0.0,
+        "kept_weight": 1.0,
+        "hint_rate": 0.9,
+        "alpha": 100.0,
+        "batch_size": 128,
+        "iterations": 10000,
+        "lr": 1e-3,
+        "lr_schedule": "constant",
+    },
+}
+
+
+@dataclass
+class GainParams:
+    """Hyper-parameters of one fit (the checkpoint's `hparams`)."""
+
+    variant: str = "paper"
+    iterations: int = 10000
+    batch_size: int = 128
+    hint_rate: float = 0.9
+    alpha: float = 100.0
+    hidden: int | None = None  # hidden width; None: round(hidden_mult * dim)
+    hidden_mult: float = 1.0
+    drop_rate: float = 0.0  # "gantools": fraction of observed cells hidden from G per batch
+    kept_weight: float = 1.0  # weight of the reconstruction loss on observed cells G was shown
+    lr: float = 1e-3
+    lr_schedule: str = "constant"  # or "cosine": decay to 0 over the iterations
+
+    @classmethod
+    def for_variant(cls, variant: str, **overrides) -> "GainParams":
+        if variant not in VARIANTS:
+            from gantools.errors import UsageError
+
+            raise UsageError(f"unknown GAIN variant {variant!r} (known: {', '.join(VARIANTS)})")
+        values = dict(VARIANTS[variant])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(variant=variant, **values)
+
+    def hidden_width(self, dim: int) -> int:
+        return int(self.hidden) if self.hidden else max(1, int(round(self.hidden_mult * dim)))
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+# --------------------------------------------------------------------------- networks
+
+
+def _group_matrix(cat_sizes: list[int]) -> torch.Tensor:
+    """S (sum(cat_sizes) x len(cat_sizes)): S[j, k] = 1 when encoded entry j is in block k."""
+    total = sum(cat_sizes)
+    s = torch.zeros(total, len(cat_sizes))
+    start = 0
+    for k, size in enumerate(cat_sizes):
+        s[start:start + size, k] = 1.0
+        start += size
+    return s
+
+
+def _block_softmax(a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Softmax within each block of columns of `a` (blocks given by the indicator matrix `s`)."""
+    e = a.clamp(-CAT_LOGIT_CLAMP, CAT_LOGIT_CLAMP).exp()
+    return e / ((e @ s) @ s.t())
+
+
+class _MLP3(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.l1 = nn.Linear(2 * dim, hidden)
+        self.l2 = nn.Linear(hidden, hidden)
+        self.l3 = nn.Linear(hidden, dim)
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        with torch.no_grad():
+            for layer in (self.l1, self.l2, self.l3):
+                fan_in = layer.weight.shape[1]
+                layer.weight.normal_(0.0, math.sqrt(2.0 / fan_in), generator=generator)
+                layer.bias.zero_()
+
+    def logits(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([a, b], dim=1)
+        return self.l3(torch.relu(self.l2(torch.relu(self.l1(x)))))
+
+
+class GainGenerator(_MLP3):
+    """G([data, mask]): sigmoid for the first `n_num` entries, a softmax per categorical block."""
+
+    def __init__(self, dim: int, hidden: int, n_num: int | None = None, cat_sizes: list[int] | None = None):
+        super().__init__(dim, hidden)
+        self.dim, self.n_num = dim, dim if n_num is None else n_num
+        self.cat_sizes = list(cat_sizes or [])
+        if self.n_num + sum(self.cat_sizes) != dim:
+            raise ValueError(f"n_num {self.n_num} + categorical sizes {self.cat_sizes} != dim {dim}")
+        self.register_buffer("groups", _group_matrix(self.cat_sizes), persistent=False)
+
+    def head(self, a: torch.Tensor) -> torch.Tensor:
+        if not self.cat_sizes:
+            return torch.sigmoid(a)
+        return torch.cat([torch.sigmoid(a[:, :self.n_num]), _block_softmax(a[:, self.n_num:], self.groups)], 1)
+
+    def forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return self.head(self.logits(x, m))
+
+
+class GainDiscriminator(_MLP3):
+    """D([imputed, hint]) -> one logit per encoded entry (the probability it was observed)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__(dim, hidden)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return self.logits(x, h)
+
+
+def build_networks(hp: dict, data: dict) -> tuple[GainGenerator, GainDiscriminator]:
+    """G and D for a checkpoint's hparams and table data spec."""
+    dim = int(data["dim"])
+    hidden = int(hp["hidden"]) if hp.get("hidden") else max(1, int(round(hp.get("hidden_mult", 1.0) * dim)))
+    cat_sizes = [int(c) for c in data.get("cat_sizes", [])]
+    return GainGenerator(dim, hidden, dim - sum(cat_sizes), cat_sizes), GainDiscriminator(dim, hidden)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _flatten_into(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Re-home the module's parameters as views of one flat tensor; return (flat, flat_grad)."""
+    params = list(module.parameters())
+    total = sum(p.numel() for p in params)
+    flat = torch.empty(total, dtype=params[0].dtype, device=params[0].device)
+    grad = torch.zeros_like(flat)
+    offset = 0
+    for p in params:
+        n = p.numel()
+        flat[offset:offset + n].copy_(p.data.reshape(-1))
+        p.data = flat[offset:offset + n].view_as(p)
+        offset += n
+    return flat, grad
+
+
+def _grad_views(module: nn.Module, grad: torch.Tensor) -> list[torch.Tensor]:
+    views, offset = [], 0
+    for p in module.parameters():
+        n = p.numel()
+        views.append(grad[offset:offset + n].view_as(p))
+        offset += n
+    return views
+
+
+class _Adam:
+    """Adam over one flat parameter tensor (torch defaults: lr 1e-3, betas 0.9/0.999, eps 1e-8)."""
+
+    def __init__(self, flat: torch.Tensor, grad: torch.Tensor, lr: float):
+        self.flat, self.grad, self.lr = flat, grad, lr
+        self.m = torch.zeros_like(flat)
+        self.v = torch.zeros_like(flat)
+        self.step_t = torch.zeros((), dtype=torch.float32, device=flat.device)
+        self._fused = hasattr(torch, "_fused_adam_")
+
+    def step(self) -> None:
+        self.step_t += 1
+        if self._fused:
+            torch._fused_adam_([self.flat], [self.grad], [self.m], [self.v], [], [self.step_t],
+                               lr=self.lr, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8,
+                               amsgrad=False, maximize=False)
+            return
+        t = float(self.step_t)
+        self.m.lerp_(self.grad, 0.1)
+        self.v.mul_(0.999).addcmul_(self.grad, self.grad, value=0.001)
+        denom = self.v.sqrt().div_(math.sqrt(1 - 0.999 ** t)).add_(1e-8)
+        self.flat.addcdiv_(self.m, denom, value=-self.lr / (1 - 0.9 ** t))
+
+    def state(self) -> dict:
+        return {"m": self.m.clone(), "v": self.v.clone(), "step": int(self.step_t)}
+
+
+@dataclass
+class Batch:
+    """Everything one iteration needs, precomputed from its rows, noise, hints and drops."""
+
+    gin: torch.Tensor  # [x_in, m_in] with x_in = m_in*x + (1-m_in)*noise       (B, 2d)
+    din: torch.Tensor  # [m_in*x, hint]; the first half becomes the imputed x_hat  (B, 2d)
+    om: torch.Tensor  # 1 - m_in                                                  (B, d)
+    d_target: torch.Tensor  # -m_in / (B d): D loss gradient is p/(Bd) + this       (B, d)
+    g_adv: torch.Tensor  # om / (B d): G adversarial gradient is (p - 1) * this        (B, d)
+    cm: torch.Tensor  # reconstruction weight on observed cells                      (B, d)
+    cmx: torch.Tensor  # cm * x                                                       (B, d)
+    mx_in: torch.Tensor  # m_in * x (the observed part of x_hat)                      (B, d)
+
+
+@dataclass
+class FitResult:
+    G: GainGenerator
+    D: GainDiscriminator
+    seconds: float
+    iterations: int
+    history: list = field(default_factory=list)
+    opt_state: dict = field(default_factory=dict)
+
+
+class GainTrainer:
+    """The GAIN loop with hand-written gradients; see the module docstring."""
+
+    def __init__(self, x: torch.Tensor, m: torch.Tensor, n_num: int, cat_sizes: list[int],
+                 hp: GainParams, generator: torch.Generator):
+        if x.shape != m.shape or x.dim() != 2:
+            raise ValueError("x and m must be matrices of the same shape")
+        self.x, self.m = x, m
+        self.n, self.d = x.shape
+        self.n_num, self.cat_sizes = n_num, list(cat_sizes)
+        self.hp, self.gen = hp, generator
+        self.B = max(1, min(int(hp.batch_size), self.n))
+        hidden = hp.hidden_width(self.d)
+        dev = x.device
+        self.G = GainGenerator(self.d, hidden, n_num, cat_sizes).to(dev)
+        self.D = GainDiscriminator(self.d, hidden).to(dev)
+        # Seeded init on the CPU generator, then moved (same weights on every device).
+        cpu_gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)))
+        for net in (self.G, self.D):
+            net.to("cpu").reset_parameters(cpu_gen)
+            net.to(dev)
+        self.G.groups = self.G.groups.to(dev)
+        self.g_flat, self.g_grad = _flatten_into(self.G)
+        self.d_flat, self.d_grad = _flatten_into(self.D)
+        self.gw = _grad_views(self.G, self.g_grad)  # W1 b1 W2 b2 W3 b3
+        self.dw = _grad_views(self.D, self.d_grad)
+        self.opt_g = _Adam(self.g_flat, self.g_grad, hp.lr)
+        self.opt_d = _Adam(self.d_flat, self.d_grad, hp.lr)
+        # Weight of each encoded entry in the count of observed cells: 1 for a numeric entry,
+        # 1/size for each entry of a categorical block (one cell).
+        w = torch.ones(self.d, device=dev)
+        start = n_num
+        for size in cat_sizes:
+            w[start:start + size] = 1.0 / size
+            start += size
+        self.cell_weight = w
+        # Reconstruction gradient scale: d/dg alpha*sum(m (x-g)^2)/N = 2 alpha m (g-x)/N for a
+        # numeric entry; d/dlogits alpha*CE/N = alpha m (g-y)/N for a categorical block.
+        self.rec_scale = torch.where(torch.arange(self.d, device=dev) < n_num, 2.0, 1.0) * hp.alpha
+        self._perm = torch.empty(0, dtype=torch.long, device=dev)
+        # Iterations per chunk of presampled batches: ~8M floats of buffers at most.
+        self.chunk = int(max(1, min(500, 8_000_000 // (self.B * self.d * 10))))
+
+    # -- sampling ---------------------------------------------------------------
+    def _indices(self, count: int) -> torch.Tensor:
+        """`count` row indices from successive random permutations (an epoch at a time)."""
+        parts, have = [self._perm], self._perm.numel()
+        while have < count:
+            p = torch.randperm(self.n, generator=self.gen, device=self.gen.device).to(self.x.device)
+            parts.append(p)
+            have += p.numel()
+        allidx = torch.cat(parts)
+        self._perm = allidx[count:]
+        return allidx[:count]
+
+    def sample_chunk(self, t: int) -> list[Batch]:
+        """Draw and precompute `t` iterations' batches at once."""
+        B, d, hp, dev = self.B, self.d, self.hp, self.x.device
+        gen = self.gen
+
+        def rand(*shape):
+            return torch.rand(*shape, generator=gen, device=gen.device).to(dev)
+
+        idx = self._indices(t * B)
+        x = self.x[idx].view(t, B, d)
+        m = self.m[idx].view(t, B, d)
+        m_in = m
+        if hp.drop_rate > 0:
+            keep = self._cell_bernoulli(rand(t, B, self.n_cells()), 1.0 - hp.drop_rate)
+            m_in = m * keep
+        noise = rand(t, B, d).mul_(0.01)
+        hint = m_in * self._cell_bernoulli(rand(t, B, self.n_cells()), hp.hint_rate)
+        om = 1.0 - m_in
+        mx_in = m_in * x
+        gin = torch.cat([torch.addcmul(mx_in, om, noise), m_in], 2)
+        din = torch.cat([mx_in, hint], 2)
+        bd = 1.0 / (B * d)
+        d_target = m_in * -bd
+        g_adv = om * bd
+        # Cells in the reconstruction loss: every observed cell, those G was shown weighted by
+        # kept_weight (1 in the paper, where no cell is hidden from G).
+        w_rec = m if hp.kept_weight == 1.0 else m - (1.0 - hp.kept_weight) * m_in
+        n_obs = (w_rec * self.cell_weight).sum((1, 2)).clamp_min(1e-6)
+        cm = w_rec * (self.rec_scale / n_obs.view(t, 1, 1))
+        cmx = cm * x
+        return [Batch(gin[i], din[i], om[i], d_target[i], g_adv[i], cm[i], cmx[i], mx_in[i])
+                for i in range(t)]
+
+    def n_cells(self) -> int:
+        return self.n_num + len(self.cat_sizes)
+
+    def _cell_bernoulli(self, u: torch.Tensor, p: float) -> torch.Tensor:
+        """Per-cell Bernoulli(p) draws `u < p`, expanded to the encoded entries."""
+        b = (u < p).to(self.x.dtype)
+        if not self.cat_sizes:
+            return b
+        reps = torch.tensor([1] * self.n_num + self.cat_sizes, device=b.device)
+        return b.repeat_interleave(reps, dim=-1)
+
+    # -- the two half-steps ---------------------------------------------------------
+    def g_forward(self, b: Batch) -> tuple:
+        G = self.G
+        h1 = torch.addmm(G.l1.bias, b.gin, G.l1.weight.t()).relu_()
+        h2 = torch.addmm(G.l2.bias, h1, G.l2.weight.t()).relu_()
+        a3 = torch.addmm(G.l3.bias, h2, G.l3.weight.t())
+        if self.cat_sizes:
+            g = G.head(a3)
+        else:
+            g = a3.sigmoid_()
+        return h1, h2, g
+
+    def d_forward(self, din: torch.Tensor) -> tuple:
+        D = self.D
+        r1 = torch.addmm(D.l1.bias, din, D.l1.weight.t()).relu_()
+        r2 = torch.addmm(D.l2.bias, r1, D.l2.weight.t()).relu_()
+        p = torch.addmm(D.l3.bias, r2, D.l3.weight.t()).sigmoid_()
+        return r1, r2, p
+
+    def d_grads(self, b: Batch, g: torch.Tensor) -> torch.Tensor:
+        """Fill the D gradient of the masked cross-entropy; return D's output probabilities."""
+        din = b.din
+        din[:, :self.d].copy_(b.mx_in).addcmul_(b.om, g)  # x_hat = m*x + (1-m)*G
+        r1, r2, p = self.d_forward(din)
+        dl = torch.add(b.d_target, p, alpha=1.0 / (self.B * self.d))  # (p - m)/(Bd)
+        W1, B1, W2, B2, W3, B3 = self.dw
+        D = self.D
+        torch.mm(dl.t(), r2, out=W3)
+        torch.sum(dl, 0, out=B3)
+        dr2 = torch.ops.aten.threshold_backward(dl @ D.l3.weight, r2, 0)
+        torch.mm(dr2.t(), r1, out=W2)
+        torch.sum(dr2, 0, out=B2)
+        dr1 = torch.ops.aten.threshold_backward(dr2 @ D.l2.weight, r1, 0)
+        torch.mm(dr1.t(), din, out=W1)
+        torch.sum(dr1, 0, out=B1)
+        return p
+
+    def g_grads(self, b: Batch, h1: torch.Tensor, h2: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """Fill the G gradient (adversarial term through the current D, plus alpha * reconstruction)."""
+        D, G, d = self.D, self.G, self.d
+        r1, r2, p = self.d_forward(b.din)
+        dl = torch.addcmul(torch.neg(b.g_adv), p, b.g_adv)  # -(1-m)(1-p)/(Bd)
+        dr2 = torch.ops.aten.threshold_backward(dl @ D.l3.weight, r2, 0)
+        dr1 = torch.ops.aten.threshold_backward(dr2 @ D.l2.weight, r1, 0)
+        dxh = dr1 @ D.l1.weight[:, :d]
+        rec = torch.addcmul(torch.neg(b.cmx), b.cm, g)
+        if not self.cat_sizes:
+            da3 = torch.ops.aten.sigmoid_backward(rec.addcmul_(b.om, dxh), g)
+        else:
+            nn_ = self.n_num
+            adv = b.om * dxh
+            da3 = torch.empty_like(g)
+            da3[:, :nn_] = torch.ops.aten.sigmoid_backward(adv[:, :nn_] + rec[:, :nn_], g[:, :nn_])
+            gc, s = g[:, nn_:], G.groups
+            dc = adv[:, nn_:]
+            da3[:, nn_:] = gc * (dc - ((dc * gc) @ s) @ s.t()) + rec[:, nn_:]
+        W1, B1, W2, B2, W3, B3 = self.gw
+        torch.mm(da3.t(), h2, out=W3)
+        torch.sum(da3, 0, out=B3)
+        dh2 = torch.ops.aten.threshold_backward(da3 @ G.l3.weight, h2, 0)
+        torch.mm(dh2.t(), h1, out=W2)
+        torch.sum(dh2, 0, out=B2)
+        dh1 = torch.ops.aten.threshold_backward(dh2 @ G.l2.weight, h1, 0)
+        torch.mm(dh1.t(), b.gin, out=W1)
+        torch.sum(dh1, 0, out=B1)
+        return p
+
+    def step(self, b: Batch) -> None:
+        h1, h2, g = self.g_forward(b)
+        self.d_grads(b, g)
+        self.opt_d.step()
+        self.g_grads(b, h1, h2, g)
+        self.opt_g.step()
+
+    def losses(self, b: Batch) -> dict:
+        """The losses on one batch (for progress and tests; not used by the loop)."""
+        with torch.no_grad():
+            _, _, g = self.g_forward(b)
+            din = b.din.clone()
+            din[:, :self.d] = b.mx_in + b.om * g
+            _, _, p = self.d_forward(din)
+            m_in = -b.d_target * (self.B * self.d)
+            eps = 1e-8
+            d_loss = -(m_in * torch.log(p + eps) + b.om * torch.log(1 - p + eps)).mean()
+            g_adv = -(b.om * torch.log(p + eps)).mean()
+            mse = ((b.cmx - b.cm * g) ** 2 / b.cm.clamp_min(1e-12)).sum() / (b.cm > 0).sum().clamp_min(1)
+            return {"d_loss": float(d_loss), "g_adv": float(g_adv), "rec": float(mse)}
+
+    def fit(self, progress: Callable[[int, int], None] | None = None) -> FitResult:
+        iters = int(self.hp.iterations)
+        if self.hp.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"unknown lr_schedule {self.hp.lr_schedule!r}")
+        cosine = self.hp.lr_schedule == "cosine"
+        t0 = time.perf_counter()
+        threads = torch.get_num_threads()
+        if self.x.device.type == "cpu":
+            torch.set_num_threads(1)  # tiny matrices: thread hand-offs cost more than they give
+        try:
+            with torch.no_grad():
+                done = 0
+                while done < iters:
+                    t = min(self.chunk, iters - done)
+                    for i, b in enumerate(self.sample_chunk(t)):
+                        if cosine:
+                            lr = 0.5 * self.hp.lr * (1.0 + math.cos(math.pi * (done + i) / iters))
+                            self.opt_g.lr = self.opt_d.lr = lr
+                        self.step(b)
+                    done += t
+                    if progress is not None:
+                        progress(done, iters)
+        finally:
+            torch.set_num_threads(threads)
+        seconds = time.perf_counter() - t0
+        G, D = self.G, self.D
+        # Give the networks their own (non-shared) parameter storage again.
+        for net in (G, D):
+            for p in net.parameters():
+                p.data = p.data.clone()
+        return FitResult(G, D, seconds, iters,
+                         opt_state={"opt_G": self.opt_g.state(), "opt_D": self.opt_d.state()})
+
+
+def fit(x: torch.Tensor, m: torch.Tensor, n_num: int, cat_sizes: list[int], hp: GainParams,
+        seed: int = 0, progress: Callable[[int, int], None] | None = None) -> FitResult:
+    """Train G and D on encoded data `x` (0 where missing) with mask `m`; seeded."""
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    if x.device.type != "cpu":
+        gen = torch.Generator(device=x.device).manual_seed(int(seed))
+    return GainTrainer(x, m, n_num, cat_sizes, hp, gen).fit(progress)
+
+
+@torch.no_grad()
+def generate(G: GainGenerator, x: torch.Tensor, m: torch.Tensor, seed: int = 0,
+             batch: int = 65536) -> torch.Tensor:
+    """G's values for every entry: x filled with U(0, 0.01) noise where m is 0, then G([x, m])."""
+    gen = torch.Generator(device="cpu").manual_seed(int(seed) + 1)
+    out = torch.empty_like(x)
+    G.eval()
+    for s in range(0, x.shape[0], batch):
+        xb, mb = x[s:s + batch], m[s:s + batch]
+        z = torch.rand(xb.shape, generator=gen).mul_(0.01).to(x.device)
+        out[s:s + batch] = G(mb * xb + (1 - mb) * z, mb)
+    return out
