@@ -1,0 +1,202 @@
+"""Fit GAIN on a table, fill its missing cells, and keep the fitted imputer as a checkpoint.
+
+    from gantools.impute import read_table, fit_imputer, write_table
+    t = read_table("holes.csv")
+    imp = fit_imputer(t, categorical="auto")
+    write_table(imp.impute(t), "filled.csv")
+    imp.save("imputer.pt")            # model 'gain'; `gantools info imputer.pt` reads it
+
+Only missing cells change: observed cells keep their text (or array value) exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from gantools.errors import GantoolsError
+from gantools.impute.schema import Column, as_text, check_columns, decode, encode, fit_columns, infer_kinds
+from gantools.impute.table import DEFAULT_MISSING, Table
+from gantools.log import warn
+
+MODEL_NAME = "gain"
+
+
+def _params(params=None, **overrides):
+    from gantools.impute.gain import GainParams
+
+    if params is None:
+        return GainParams.for_variant(overrides.pop("variant", None) or "paper", **overrides)
+    return params
+
+
+@dataclass
+class Imputer:
+    """A fitted GAIN imputer: the column schema, the hyper-parameters and the networks."""
+
+    columns: list[Column]
+    params: object  # GainParams
+    G: object
+    D: object = None
+    seed: int = 0
+    missing_values: tuple = DEFAULT_MISSING
+    source: str = ""
+    rows: int = 0
+    seconds: float = 0.0
+    opt_state: dict = field(default_factory=dict)
+    metrics: list = field(default_factory=list)
+
+    @property
+    def cat_sizes(self) -> list[int]:
+        return [len(c.categories) for c in self.columns if c.kind == "categorical"]
+
+    @property
+    def dim(self) -> int:
+        return sum(c.kind in ("numeric", "integer") for c in self.columns) + sum(self.cat_sizes)
+
+    def generate(self, table: Table, seed: int | None = None, device: str = "cpu") -> dict:
+        """Decoded generator values for every cell of every imputed column (observed ones too)."""
+        import torch
+
+        from gantools.impute.gain import generate
+
+        enc = encode(table, self.columns)
+        for name, count in enc.unknown.items():
+            warn(f"{table.source}: column {name!r}: {count} value(s) the model was not fitted on; "
+                 "they are kept, and the model reads them as missing")
+        dev = torch.device(device)
+        G = self.G.to(dev)
+        g = generate(G, torch.from_numpy(enc.x).to(dev), torch.from_numpy(enc.m).to(dev),
+                     seed=self.seed if seed is None else seed)
+        return decode(g.cpu().numpy(), self.columns)
+
+    def impute(self, table: Table, seed: int | None = None, device: str = "cpu") -> Table:
+        """`table` with its missing cells filled (ignored columns untouched)."""
+        values = self.generate(table, seed, device)
+        fills = {}
+        for j, col in enumerate(self.columns):
+            if col.kind == "ignored":
+                continue
+            rows = np.flatnonzero(table.missing[:, j])
+            if not len(rows):
+                continue
+            v = values[j]
+            picked = [v[i] for i in rows] if isinstance(v, list) else v[rows]
+            fills[j] = (rows, as_text(col, picked) if table.text is not None else picked)
+        return table.filled(fills)
+
+    # -- checkpoint -------------------------------------------------------------------
+    def to_checkpoint(self) -> dict:
+        """A gantools checkpoint (model 'gain'): hparams, the table schema in `data`, G and D."""
+        from gantools.checkpoint import new_checkpoint
+
+        data = {
+            "kind": "table",
+            "dim": self.dim,
+            "n_num": self.dim - sum(self.cat_sizes),
+            "cat_sizes": self.cat_sizes,
+            "columns": [c.as_dict() for c in self.columns],
+            "missing_values": list(self.missing_values),
+            "rows": self.rows,
+            "source": self.source,
+            "value_range": [0.0, 1.0],
+            "num_classes": 0,
+            "class_names": [],
+        }
+        state = {"G": _cpu_state(self.G), "D": _cpu_state(self.D) if self.D is not None else None}
+        state.update({k: v for k, v in self.opt_state.items()})
+        return new_checkpoint(MODEL_NAME, self.params.as_dict(), data, state,
+                              step=int(self.params.iterations),
+                              config={"seed": self.seed, "fit_seconds": round(self.seconds, 3)},
+                              metrics=list(self.metrics))
+
+    def save(self, path: str | os.PathLike) -> None:
+        from gantools.checkpoint import save_checkpoint
+
+        save_checkpoint(self.to_checkpoint(), path)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict, path: str = "<checkpoint>") -> "Imputer":
+        from gantools.impute.gain import GainParams, build_networks
+
+        if ckpt.get("model") != MODEL_NAME:
+            raise GantoolsError(f"{path}: a {ckpt.get('model')!r} checkpoint, not a GAIN imputer "
+                                f"(model '{MODEL_NAME}', written by `gantools impute --save-model`)")
+        hp, data = ckpt["hparams"], ckpt["data"]
+        try:
+            params = GainParams(**hp)
+            columns = [Column.from_dict(c) for c in data["columns"]]
+            G, D = build_networks(hp, data)
+            G.load_state_dict(ckpt["state"]["G"])
+            if ckpt["state"].get("D") is not None:
+                D.load_state_dict(ckpt["state"]["D"])
+        except (KeyError, TypeError, RuntimeError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise GantoolsError(f"{path}: damaged GAIN checkpoint ({first})") from None
+        return cls(columns=columns, params=params, G=G, D=D, seed=int(ckpt.get("config", {}).get("seed", 0)),
+                   missing_values=tuple(data.get("missing_values", DEFAULT_MISSING)),
+                   source=data.get("source", ""), rows=int(data.get("rows", 0)), metrics=list(ckpt.get("metrics", [])))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Imputer":
+        from gantools.checkpoint import load_checkpoint
+
+        return cls.from_checkpoint(load_checkpoint(path), str(path))
+
+    def check(self, table: Table, path: str = "the model") -> None:
+        """Raise GantoolsError when `table` does not have this imputer's columns."""
+        check_columns(table, self.columns, path)
+
+
+def _cpu_state(module) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def check_missingness(table: Table, kinds: list[str]) -> None:
+    """More than half of all cells missing is an error; a column more than half missing, or rows
+    with no observed cell, a warning."""
+    cols = [j for j, k in enumerate(kinds) if k != "ignored"]
+    if not cols:
+        raise GantoolsError(f"{table.source}: every column is ignored: nothing to impute")
+    miss = table.missing[:, cols]
+    frac = float(miss.mean())
+    if frac > 0.5:
+        raise GantoolsError(f"{table.source}: {100 * frac:.0f}% of the cells are missing (more than half): "
+                            "too little observed data to learn from")
+    sparse = [table.names[j] for j, f in zip(cols, miss.mean(0)) if f > 0.5]
+    if sparse:
+        shown = ", ".join(repr(s) for s in sparse[:10]) + (", ..." if len(sparse) > 10 else "")
+        warn(f"{table.source}: column(s) {shown} more than half missing: their imputations lean on few values")
+    empty_rows = int(miss.all(1).sum())
+    if empty_rows:
+        warn(f"{table.source}: {empty_rows} row(s) with no observed cell: filled from the model alone")
+
+
+def fit_imputer(table: Table, categorical: str | None = None, ignore: str | None = None, params=None,
+                seed: int = 0, device: str = "cpu", kinds: list[str] | None = None,
+                progress: Callable[[int, int], None] | None = None,
+                missing_values: tuple = DEFAULT_MISSING, **overrides) -> Imputer:
+    """Type the columns, encode the table and train GAIN on it (seeded).
+
+    params: a GainParams (default: GAIN as published; `overrides` such as iterations=, alpha=,
+    batch_size=, hint_rate= change it). kinds: the column kinds, when already decided.
+    """
+    import torch
+
+    from gantools.impute.gain import fit
+
+    params = _params(params, **overrides)
+    kinds = kinds or infer_kinds(table, categorical, ignore)
+    check_missingness(table, kinds)
+    columns = fit_columns(table, kinds)
+    enc = encode(table, columns)
+    dev = torch.device(device)
+    res = fit(torch.from_numpy(enc.x).to(dev), torch.from_numpy(enc.m).to(dev), enc.n_num, enc.cat_sizes,
+              params, seed=seed, progress=progress)
+    return Imputer(columns=columns, params=params, G=res.G, D=res.D, seed=seed, source=table.source,
+                   missing_values=tuple(missing_values),
+                   rows=table.n_rows, seconds=res.seconds, opt_state=res.opt_state,
+                   metrics=[{"step": res.iterations, "fit_seconds": round(res.seconds, 3)}])
