@@ -1,0 +1,170 @@
+"""`gantools impute DATA`: fill a table's missing cells with GAIN; observed cells stay as they were."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from gantools.cli import app
+from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors
+
+
+@app.command(
+    help="Fill the missing cells of a table with GAIN (Yoon et al. 2018). Only missing cells change.\n\n"
+    "DATA: CSV or TSV (header detected), .npy, .npz, .h5 (array 'x' or the only 2-D one), or - (CSV on "
+    "stdin). The output has the input's format, columns and order; without -o it goes to stdout. "
+    "Integer columns stay integers; categorical columns (text, --categorical COLS, or with 'auto' "
+    "integer columns of at most 10 values) are one-hot encoded and written back as their labels. "
+    "COLS: comma-separated names or 0-based indices.",
+    epilog="Examples: gantools impute holes.csv -o filled.csv --save-model imp.pt ; "
+    "gantools impute new.csv --model imp.pt > new-filled.csv ; "
+    "gantools impute holes.csv --evaluate --miss-rate 0.2 --json",
+)
+@handle_errors
+def impute(
+    data: str = typer.Argument(..., help="The table: x.csv, x.tsv, x.npy, x.npz, x.h5, or - (CSV on stdin).", show_default=False),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output table (the input's format), or - for stdout [default: stdout]."),
+    missing_values: Optional[List[str]] = typer.Option(None, "--missing-values", help="Markers of missing cells, comma-separated (repeatable); replaces the default: empty, NA, NaN, null, ? (case-insensitive)."),
+    categorical: Optional[str] = typer.Option(None, "--categorical", help="Categorical columns: COLS, or 'auto' (also integer columns of at most 10 values). Text columns always are."),
+    ignore: Optional[str] = typer.Option(None, "--ignore", help="Columns passed through untouched (IDs, free text): COLS."),
+    header: Optional[bool] = typer.Option(None, "--header/--no-header", help="Whether the first CSV row is a header [default: detected]."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", help="Training iterations [default: 10000]."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Rows per batch [default: 128]."),
+    hint_rate: Optional[float] = typer.Option(None, "--hint-rate", help="Probability a cell's mask entry is revealed to D [default: 0.9]."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help="Weight of the reconstruction loss on observed cells [default: 100]."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initialisation, batches, hints and noise (and of the hidden cells with --evaluate)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto (the networks are tiny: the CPU is usually fastest)."),
+    save_model: Optional[str] = typer.Option(None, "--save-model", help="Save the fitted imputer here (a gantools checkpoint, model 'gain')."),
+    model: Optional[str] = typer.Option(None, "--model", help="Apply this saved imputer instead of fitting one (same columns)."),
+    evaluate: bool = typer.Option(False, "--evaluate", help="Hide --miss-rate of the observed cells, impute them, report RMSE (GAIN and column means) instead of writing the table."),
+    miss_rate: float = typer.Option(0.2, "--miss-rate", help="With --evaluate: the fraction of observed cells hidden (MCAR, seeded)."),
+    json_: bool = typer.Option(False, "--json", help="With --evaluate: one JSON object on stdout."),
+    quiet: bool = QuietOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    import sys
+    import time
+
+    from gantools.errors import UsageError
+    from gantools.impute.table import output_format, parse_missing_values, read_table, write_table
+    from gantools.log import ProgressReporter, info
+
+    if model and save_model:
+        raise UsageError("--model applies a saved imputer; --save-model saves a newly fitted one: give one of them")
+    if evaluate and (out is not None or save_model):
+        raise UsageError("--evaluate reports scores on stdout: it writes no table (-o) and no model (--save-model)")
+    if json_ and not evaluate:
+        raise UsageError("--json goes with --evaluate (the imputed table itself is the output otherwise)")
+    if model and (categorical or ignore):
+        raise UsageError("--categorical and --ignore come from the saved model (--model): leave them out")
+    if not evaluate and miss_rate != 0.2:
+        raise UsageError("--miss-rate goes with --evaluate")
+    params = {"iterations": iterations, "batch_size": batch_size, "hint_rate": hint_rate, "alpha": alpha}
+    _check_params(params)
+    if model and any(v is not None for v in params.values()):
+        raise UsageError("--iterations/--batch-size/--hint-rate/--alpha train a new imputer; --model applies a saved one")
+
+    imputer = None
+    if model:
+        from gantools.impute.imputer import Imputer
+
+        imputer = Imputer.load(model)
+    markers = parse_missing_values(missing_values) if missing_values else (
+        imputer.missing_values if imputer is not None else parse_missing_values(None))
+    table = read_table(data, markers, header=header)
+    if not evaluate:
+        output_format(table, out)  # a wrong -o is a usage error before any work
+        if out in (None, "-") and table.text is None and sys.stdout.isatty():
+            raise UsageError(f"stdout is a terminal: give -o OUT.{table.fmt} for the .{table.fmt} table (or pipe it)")
+    dev = _device(device)
+    name = "<stdin>" if data == "-" else data
+    info(f"impute: {name}: {table.n_rows} rows x {table.n_cols} columns, "
+         f"{int(table.missing.sum())} missing cells ({100 * float(table.missing.mean()):.1f}%)")
+
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = ProgressReporter(total, "gain")
+        bar.update(done)
+
+    try:
+        if evaluate:
+            from gantools.impute.evaluate import evaluate as run_evaluation
+
+            report = run_evaluation(table, miss_rate, seed, categorical, ignore, imputer=imputer, device=str(dev),
+                                    progress=progress, **params)
+            if bar is not None:
+                bar.close()
+            _print_report(report, json_)
+            return
+        if imputer is None:
+            from gantools.impute.imputer import fit_imputer
+
+            imputer = fit_imputer(table, categorical, ignore, seed=seed, device=str(dev), progress=progress,
+                                  missing_values=markers, **params)
+            if bar is not None:
+                bar.close()
+            _describe(imputer)
+        else:
+            imputer.check(table, model)
+        t0 = time.perf_counter()
+        filled = imputer.impute(table, seed=seed, device=str(dev))
+        info(f"impute: filled {int(table.missing[:, [c.kind != 'ignored' for c in imputer.columns]].sum())} "
+             f"cells in {time.perf_counter() - t0:.2f} s")
+        if save_model:
+            imputer.save(save_model)
+            info(f"impute: saved the imputer to {save_model}")
+        write_table(filled, out)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _check_params(params: dict) -> None:
+    from gantools.errors import UsageError
+
+    if params["iterations"] is not None and params["iterations"] < 1:
+        raise UsageError(f"--iterations {params['iterations']}: expected at least 1")
+    if params["batch_size"] is not None and params["batch_size"] < 1:
+        raise UsageError(f"--batch-size {params['batch_size']}: expected at least 1")
+    if params["hint_rate"] is not None and not 0.0 <= params["hint_rate"] <= 1.0:
+        raise UsageError(f"--hint-rate {params['hint_rate']}: expected a probability in [0, 1]")
+    if params["alpha"] is not None and params["alpha"] < 0:
+        raise UsageError(f"--alpha {params['alpha']}: expected a non-negative weight")
+
+
+def _device(device: str):
+    from gantools.generate import resolve_device
+
+    return resolve_device(device)
+
+
+def _describe(imputer) -> None:
+    from collections import Counter
+
+    from gantools.log import info
+
+    kinds = Counter(c.kind for c in imputer.columns)
+    shown = ", ".join(f"{n} {k}" for k, n in kinds.items())
+    info(f"impute: fitted GAIN ({shown}; {imputer.params.iterations} iterations) in {imputer.seconds:.1f} s")
+
+
+def _print_report(r: dict, as_json: bool) -> None:
+    import json
+
+    if as_json:
+        print(json.dumps(r, indent=2))
+        return
+    print(f"{r['source']}: {r['hidden_cells']} of the observed cells hidden at random "
+          f"(miss rate {r['miss_rate']:g}, seed {r['seed']}), then imputed")
+    if r["rmse"]:
+        print(f"RMSE over {r['numeric_cells']} numeric cells (min-max normalised):")
+        print(f"  gain         {r['rmse']['gain']:.4f}")
+        print(f"  column mean  {r['rmse']['mean']:.4f}")
+    if r["accuracy"]:
+        print(f"accuracy over {r['categorical_cells']} categorical cells:")
+        print(f"  gain         {r['accuracy']['gain']:.4f}")
+        print(f"  column mode  {r['accuracy']['mode']:.4f}")
