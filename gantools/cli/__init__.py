@@ -16,7 +16,10 @@ app = typer.Typer(
     name="gantools",
     help="Single-purpose GAN utilities: train, sample, interpolate, evaluate, impute, balance.",
     no_args_is_help=True,
-    add_completion=True,
+    # Completion scripts are generated into completions/ (python -m gantools.cli.shelldocs), not Typer's.
+    add_completion=False,
+    # Plain click help: rich's help formatter alone costs ~0.3 s of imports (bench/startup.py).
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -47,6 +50,11 @@ def main() -> None:
     """Entry point: run the app; bad usage is one line on stderr and exit 2 (not click's box)."""
     import sys
 
+    from gantools.cli.names import hook_requested, print_names
+
+    kind = hook_requested()  # the completion scripts ask for registry names this way
+    if kind:
+        sys.exit(print_names(kind))
     try:  # typer >= 0.26 vendors click as typer._click
         from typer._click import exceptions as cx
     except ImportError:
@@ -60,9 +68,14 @@ def main() -> None:
             sys.exit(2)
         print(f"{where}: error: {e.format_message()} (see '{where} --help')", file=sys.stderr)
         sys.exit(2)
-    except cx.Abort:
+    except typer.Abort:  # typer.Abort is click's Abort in every typer version
         print("gantools: interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # e.g. `gantools train --help | head`: the reader left; not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
     except cx.ClickException as e:
         print(f"gantools: error: {e.format_message()}", file=sys.stderr)
         sys.exit(e.exit_code)
