@@ -73,6 +73,8 @@ def impute(
     markers = parse_missing_values(missing_values) if missing_values else (
         imputer.missing_values if imputer is not None else parse_missing_values(None))
     table = read_table(data, markers, header=header)
+    if imputer is not None:
+        imputer.check(table, model)
     if not evaluate:
         output_format(table, out)  # a wrong -o is a usage error before any work
         if out in (None, "-") and table.text is None and sys.stdout.isatty():
@@ -108,8 +110,6 @@ def impute(
             if bar is not None:
                 bar.close()
             _describe(imputer)
-        else:
-            imputer.check(table, model)
         t0 = time.perf_counter()
         filled = imputer.impute(table, seed=seed, device=str(dev))
         info(f"impute: filled {int(table.missing[:, [c.kind != 'ignored' for c in imputer.columns]].sum())} "

@@ -26,7 +26,8 @@ class Column:
 
     lo, hi: the observed range (numeric and integer); categories: the labels in one-hot order
     (cell texts for text tables, numbers for array tables); decimals: digits after the point when
-    an imputed number is written as text (None: 6 significant digits).
+    an imputed number is written as text (None: 6 significant digits); exponent: written as
+    1.234e-05 (digits after the point of the mantissa), like the column's own cells.
     """
 
     name: str
@@ -35,13 +36,15 @@ class Column:
     hi: float = 0.0
     categories: list = field(default_factory=list)
     decimals: int | None = None
+    exponent: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Column":
-        return cls(**{k: d[k] for k in ("name", "kind", "lo", "hi", "categories", "decimals") if k in d})
+        return cls(**{k: d[k] for k in ("name", "kind", "lo", "hi", "categories", "decimals", "exponent")
+                      if k in d})
 
 
 def column_indices(spec: str | None, names: list[str], option: str) -> list[int]:
@@ -119,24 +122,26 @@ def fit_columns(table: Table, kinds: list[str]) -> list[Column]:
         if kind in ("numeric", "integer"):
             v = table.parsed(j)[0][observed]
             col.lo, col.hi = float(v.min()), float(v.max())
-            col.decimals = _decimals(table, j, observed)
+            col.decimals, col.exponent = _decimals(table, j, observed)
         elif kind == "categorical":
             col.categories = sorted(set(_labels(table, j, observed)), key=_label_order)
         cols.append(col)
     return cols
 
 
-def _decimals(table: Table, j: int, observed: np.ndarray) -> int | None:
+def _decimals(table: Table, j: int, observed: np.ndarray) -> tuple[int | None, bool]:
+    """(digits after the point, exponent notation) of the column's observed texts."""
     cells = table.cells(j)
     if cells is None:
-        return None
-    dec = 0
+        return None, False
+    dec, exp = 0, False
     for c in (cells[i].strip() for i in np.flatnonzero(observed)):
         if "e" in c or "E" in c:
-            return None
+            exp = True
+            c = c[:c.lower().index("e")]
         if "." in c:
             dec = max(dec, len(c) - c.index(".") - 1)
-    return dec
+    return dec, exp
 
 
 def _labels(table: Table, j: int, rows: np.ndarray) -> list:
@@ -233,7 +238,9 @@ def as_text(column: Column, values) -> list[str]:
     out = []
     for v in values:
         v = float(v) + 0.0
-        if column.kind == "integer" and not column.decimals:
+        if column.exponent:
+            out.append(f"{v:.{column.decimals or 0}e}")
+        elif column.kind == "integer" and not column.decimals:
             out.append(str(int(round(v))))
         elif column.decimals is None:
             out.append(f"{v:.6g}")

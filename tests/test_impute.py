@@ -1,0 +1,304 @@
+"""`gantools impute` and gantools.impute on small generated tables: the contract of the issue."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gantools.impute import read_table
+
+ITER = "300"
+MARKERS = {"", "na", "nan", "null", "?"}
+
+
+def _rows(data: bytes, delimiter: str = ",") -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode(), newline=""), delimiter=delimiter))
+
+
+def _mixed_csv(n: int = 120, seed: int = 0) -> str:
+    """A table with a float column (2 decimals), an integer column, a text category (one label holds
+    a comma), an exponent-written column and an ID column; cells missing under every default marker."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=n)
+    markers = ["", "NA", "NaN", "null", "?", " na "]
+    out = io.StringIO(newline="")
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["height", "count", "colour", "tiny", "id"])
+    labels = ["red", "green", "blue, dark"]
+    for i in range(n):
+        row = [f"{1.5 + z[i]:.2f}", str(int(10 + 3 * z[i] > 10) + int(rng.integers(0, 4))),
+               labels[int(z[i] > 0) + int(z[i] > 1)], f"{abs(z[i]) * 1e-3:.3e}", f"id-{i:04d}"]
+        for j in range(4):
+            if rng.random() < 0.15:
+                row[j] = markers[int(rng.integers(0, len(markers)))]
+        if rng.random() < 0.1:
+            row[4] = ""
+        w.writerow(row)
+    return out.getvalue()
+
+
+def _is_missing(c: str) -> bool:
+    return c.strip().lower() in MARKERS
+
+
+@pytest.fixture
+def mixed(tmp_path):
+    p = tmp_path / "mixed.csv"
+    p.write_text(_mixed_csv())
+    return p
+
+
+def test_observed_cells_untouched_and_types_kept(cli, mixed, tmp_path):
+    out = tmp_path / "filled.csv"
+    r = cli("impute", mixed, "-o", out, "--iterations", ITER, "--ignore", "id")
+    assert r.code == 0, r.err
+    assert r.out == b""  # the table went to the file; talk went to stderr
+    src, dst = _rows(mixed.read_bytes()), _rows(out.read_bytes())
+    assert dst[0] == src[0] and len(dst) == len(src)
+    filled = 0
+    for a, b in zip(src[1:], dst[1:]):
+        assert len(a) == len(b) == 5
+        for j, (ca, cb) in enumerate(zip(a, b)):
+            if j == 4 or not _is_missing(ca):
+                assert cb == ca  # observed cells and the ignored column: the same text
+            else:
+                filled += 1
+                assert not _is_missing(cb)
+        # the types of the columns survive
+        assert len(b[0].split(".")[1]) == 2
+        assert b[1].lstrip("-").isdigit()
+        assert b[2] in {"red", "green", "blue, dark"}
+        assert "e" in b[3]
+    assert filled > 40
+    assert "blue, dark" in out.read_text() and '"blue, dark"' in out.read_text()
+
+
+def test_stdout_is_the_table_and_markers_override(cli, tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("x,y\n1,10\n2,-999\n3,30\n4,40\n-999,50\n6,60\n7,70\n8,80\n")
+    r = cli("impute", p, "--iterations", ITER, "--missing-values", "-999")
+    assert r.code == 0, r.err
+    rows = _rows(r.out)
+    assert rows[0] == ["x", "y"] and len(rows) == 9
+    assert all("-999" not in row for row in rows)
+    assert [row[0] for row in rows[1:] if row[0] != rows[5][0]] == ["1", "2", "3", "4", "6", "7", "8"]
+    assert "impute:" in r.err  # progress on stderr
+
+
+def test_auto_categorical_round_trips_labels(cli, tmp_path):
+    rng = np.random.default_rng(1)
+    n = 150
+    level = rng.integers(0, 3, n)
+    lines = ["grade,score"]
+    for i in range(n):
+        g = "" if rng.random() < 0.2 else str(level[i] * 5)
+        lines.append(f"{g},{level[i] + rng.normal() * 0.1:.3f}")
+    p = tmp_path / "g.csv"
+    p.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "o.csv"
+    r = cli("impute", p, "--categorical", "auto", "--iterations", ITER, "-o", out, "-v")
+    assert r.code == 0, r.err
+    col = [row[0] for row in _rows(out.read_bytes())[1:]]
+    assert set(col) == {"0", "5", "10"}
+    assert "1 categorical" in r.err
+
+
+def test_save_apply_and_info(cli, mixed, tmp_path):
+    import torch
+
+    model = tmp_path / "imp.pt"
+    r = cli("impute", mixed, "--iterations", ITER, "--ignore", "id", "--save-model", model, "--seed", "3")
+    assert r.code == 0, r.err
+    fitted = r.out
+    ck = torch.load(model, weights_only=True)
+    assert ck["model"] == "gain" and ck["data"]["kind"] == "table"
+    assert [c["kind"] for c in ck["data"]["columns"]] == ["numeric", "integer", "categorical", "numeric", "ignored"]
+    assert ck["data"]["columns"][2]["categories"] == ["blue, dark", "green", "red"]
+    info = cli("info", model, "--json")
+    assert info.code == 0, info.err
+    s = json.loads(info.out)
+    assert s["model"] == "gain" and s["step"] == 300 and s["hparams"]["alpha"] == 100.0
+    assert s["parameters"]["G"] > 0
+    # applying the saved imputer to the same file gives the same table as the fit did (same seed)
+    r2 = cli("impute", mixed, "--model", model, "--seed", "3")
+    assert r2.code == 0, r2.err
+    assert r2.out == fitted
+    # to new rows: fit on one file, impute another, without refitting
+    other = tmp_path / "other.csv"
+    other.write_text(_mixed_csv(n=40, seed=9))
+    r3 = cli("impute", other, "--model", model)
+    assert r3.code == 0, r3.err
+    assert "fitted GAIN" not in r3.err
+    for a, b in zip(_rows(other.read_bytes()), _rows(r3.out)):
+        assert all(cb == ca for ca, cb in zip(a, b) if not _is_missing(ca))
+    # a table with other columns is refused
+    bad = tmp_path / "bad.csv"
+    bad.write_text("p,q\n1,2\n3,\n")
+    r4 = cli("impute", bad, "--model", model)
+    assert r4.code == 1 and r4.err.strip().splitlines() == [
+        f"gantools: error: {bad}: 2 columns, but the model {model} was fitted on 5"]
+
+
+def test_the_model_is_in_the_registry(cli):
+    r = cli("models", "--json")
+    assert r.code == 0
+    gain = [m for m in json.loads(r.out)["models"] if m["name"] == "gain"]
+    assert gain and gain[0]["data"] == "table" and gain[0]["trained_by"] == "impute"
+
+
+@pytest.mark.parametrize("content,what", [
+    ("", "empty file"),
+    ("a,b\n1,2\n3\n4,5\n", "line 3 has 1 fields, expected 2"),
+    ("a,b\n1,2\n3,4\nabc,5\n6,7\n", "column 'a' is numeric but row 3 holds 'abc'"),
+    ("a,b\n1,\n3,NA\n4,?\n", "column 'b' has no observed value"),
+    ("a,b,c\n1,,\n,2,\n,,3\n4,,\n", "more than half"),
+    ("a,b\n", "no data rows"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(cli, tmp_path, content, what):
+    p = tmp_path / "bad.csv"
+    p.write_text(content)
+    out = tmp_path / "out.csv"
+    r = cli("impute", p, "-o", out, "--iterations", "5")
+    assert r.code == 1, r.err
+    lines = r.err.strip().splitlines()
+    assert lines[-1].startswith("gantools: error: ") and str(p) in lines[-1] and what in lines[-1]
+    assert "Traceback" not in r.err
+    assert not out.exists() and sorted(os.listdir(tmp_path)) == ["bad.csv"]
+
+
+def test_sparse_column_is_a_warning_that_names_it(cli, tmp_path):
+    rng = np.random.default_rng(2)
+    lines = ["a,b,rare"] + [f"{i},{i * 2 + rng.normal():.2f},{'' if i % 3 else i}" for i in range(60)]
+    p = tmp_path / "s.csv"
+    p.write_text("\n".join(lines) + "\n")
+    r = cli("impute", p, "--iterations", "50")
+    assert r.code == 0, r.err
+    assert "warning" in r.err and "'rare'" in r.err
+    assert all(row[2] != "" for row in _rows(r.out)[1:])
+
+
+def test_usage_errors_exit_2(cli, mixed, tmp_path):
+    assert cli("impute", mixed, "--json").code == 2
+    assert cli("impute", mixed, "--ignore", "nope").code == 2
+    assert cli("impute", mixed, "-o", tmp_path / "x.npy").code == 2
+    assert cli("impute", mixed, "--hint-rate", "1.5").code == 2
+    r = cli("impute", tmp_path / "missing.csv")
+    assert r.code == 1 and "missing.csv" in r.err
+
+
+def test_pipe_through_stdin_and_stdout(mixed, tmp_path):
+    out = tmp_path / "b.csv"
+    with open(mixed, "rb") as fin, open(out, "wb") as fout:
+        p = subprocess.run([sys.executable, "-c", "from gantools.cli import main; main()", "impute", "-",
+                            "--iterations", "50"], stdin=fin, stdout=fout, stderr=subprocess.PIPE, timeout=300)
+    assert p.returncode == 0, p.stderr.decode()
+    src, dst = _rows(mixed.read_bytes()), _rows(out.read_bytes())
+    assert len(src) == len(dst) and dst[0] == src[0]
+    for a, b in zip(src, dst):
+        assert all(cb == ca for ca, cb in zip(a, b) if not _is_missing(ca))
+        assert not any(_is_missing(c) for c in b[:4])
+    assert b"impute:" in p.stderr
+
+
+def test_tsv_and_headerless(cli, tmp_path):
+    p = tmp_path / "t.tsv"
+    p.write_text("1\t2\t3\n4\t\t6\n7\t8\t9\n10\t11\tNA\n")
+    r = cli("impute", p, "--iterations", "50")
+    assert r.code == 0, r.err
+    rows = _rows(r.out, "\t")
+    assert len(rows) == 4 and rows[0] == ["1", "2", "3"] and rows[1][1].isdigit() and rows[3][2].isdigit()
+    assert read_table(str(p)).header is False
+
+
+def test_arrays_npy_npz_h5(cli, tmp_path):
+    import h5py
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(80, 3)).astype(np.float32)
+    x[:, 2] = np.round(x[:, 2] * 3)
+    holes = rng.random(x.shape) < 0.2
+    xm = np.where(holes, np.nan, x).astype(np.float32)
+    np.save(tmp_path / "a.npy", xm)
+    np.savez(tmp_path / "a.npz", x=xm, y=np.arange(80))
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f["x"] = xm
+        f["labels"] = np.arange(80)
+    for name in ("a.npy", "a.npz", "a.h5"):
+        out = tmp_path / ("out" + os.path.splitext(name)[1])
+        r = cli("impute", tmp_path / name, "-o", out, "--iterations", "50")
+        assert r.code == 0, r.err
+        if name.endswith(".npy"):
+            y = np.load(out)
+        elif name.endswith(".npz"):
+            z = np.load(out)
+            y = z["x"]
+            assert np.array_equal(z["y"], np.arange(80))
+        else:
+            with h5py.File(out) as f:
+                y = f["x"][()]
+                assert np.array_equal(f["labels"][()], np.arange(80))
+        assert y.dtype == np.float32 and y.shape == x.shape
+        assert np.array_equal(y[~holes].view(np.uint32), xm[~holes].view(np.uint32))  # bit for bit
+        assert not np.isnan(y).any()
+        assert np.array_equal(y[:, 2], np.round(y[:, 2]))  # the integer column stays whole
+    # .npz and .h5 need a file to go to
+    assert cli("impute", tmp_path / "a.npz", "--iterations", "5").code == 2
+
+
+def _correlated(n: int = 1000, seed: int = 0) -> tuple[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    z = rng.uniform(-1, 1, size=(n, 1))
+    w = np.array([[1.0, -2.0, 0.5, 3.0, 1.5]])
+    x = z @ w + 0.03 * rng.normal(size=(n, 5))
+    body = "\n".join(",".join(f"{v:.4f}" for v in row) for row in x)
+    return "a,b,c,d,e\n" + body + "\n", x
+
+
+def test_evaluate_json_and_gain_beats_the_mean_on_correlated_columns(cli, tmp_path):
+    text, _ = _correlated()
+    p = tmp_path / "corr.csv"
+    p.write_text(text)
+    r = cli("impute", p, "--evaluate", "--miss-rate", "0.2", "--json", "--iterations", "1000", "--seed", "1")
+    assert r.code == 0, r.err
+    rep = json.loads(r.out)
+    assert rep["miss_rate"] == 0.2 and abs(rep["hidden_cells"] / 5000 - 0.2) < 0.03
+    assert rep["numeric_cells"] == rep["hidden_cells"] and rep["accuracy"] is None
+    gain, mean = rep["rmse"]["gain"], rep["rmse"]["mean"]
+    assert 0.15 < mean < 0.4  # uniform columns: the mean is off by about 0.29 of the range
+    assert gain < 0.5 * mean, rep["rmse"]
+    assert not (tmp_path / "corr.csv.tmp").exists() and sorted(os.listdir(tmp_path)) == ["corr.csv"]
+    # the human report names both
+    h = cli("impute", p, "--evaluate", "--iterations", "50")
+    assert h.code == 0 and b"gain" in h.out and b"column mean" in h.out
+
+
+def test_evaluation_rmse_is_the_papers_definition(tmp_path):
+    """The mean baseline's RMSE by hand: original observed range (+1e-6), hidden cells only."""
+    from gantools.impute import evaluate
+    from gantools.impute.evaluate import hide_mcar
+    from gantools.impute.schema import infer_kinds
+
+    p = tmp_path / "t.csv"
+    p.write_text("a,b\n0,1.5\n10,2.5\n2,3.5\n4,\n6,5.5\n8,6.5\n1,7.5\n3,1.0\n")
+    tab = read_table(str(p))
+    kinds = infer_kinds(tab)
+    assert kinds == ["integer", "numeric"]
+    rep = evaluate(tab, 0.4, seed=4, iterations=20)
+    hide = hide_mcar(tab, kinds, 0.4, seed=4)
+    assert rep["hidden_cells"] == int(hide.sum()) > 0 and not (hide & tab.missing).any()
+    sq, n = 0.0, 0
+    for j, lo, hi in ((0, 0.0, 10.0), (1, 1.0, 7.5)):
+        vals = tab.parsed(j)[0]
+        keep = ~hide[:, j] & ~np.isnan(vals)
+        mean = vals[keep].mean()
+        mean = round(mean) if j == 0 else mean
+        err = (mean - vals[hide[:, j]]) / (hi - lo + 1e-6)
+        sq, n = sq + float((err ** 2).sum()), n + int(hide[:, j].sum())
+    assert rep["rmse"]["mean"] == pytest.approx(np.sqrt(sq / n), rel=1e-9)
