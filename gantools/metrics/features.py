@@ -36,14 +36,15 @@ class FeatureSet:
     preprocessing: str = PREPROCESSING_ID
     stats: object | None = None  # FIDStats, computed lazily (or loaded from a file)
 
-    def fid_stats(self):
+    def fid_stats(self, device: str = "cpu"):
         """Mean and covariance (float64) of the features; cached."""
         if self.stats is None:
             from gantools.metrics.stats import FIDStats
 
             if self.features is None:
                 raise GantoolsError(f"{self.source}: no features to make FID statistics from")
-            self.stats = FIDStats.from_features(self.features, self.network, self.preprocessing)
+            self.stats = FIDStats.from_features(self.features, self.network, self.preprocessing,
+                                                self.source, device)
         return self.stats
 
     def subset(self, mask: np.ndarray, source: str) -> "FeatureSet":
@@ -135,17 +136,20 @@ class Extractor:
         self.images_per_second = 0.0
 
     @torch.inference_mode()
-    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _forward(self, x: torch.Tensor, logits: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = preprocess(x.to(self.device, non_blocking=True))
-        if self.full is None:
+        if self.full is None or not logits:
             return self.trunk(x), None
         if self.one_pass:
             return self.full(x)
         return self.trunk(x), self.full(x)[1]
 
     def run(self, batches: Iterable, source: str, total: int | None = None,
-            class_names: list | None = None, progress: bool = True) -> FeatureSet:
-        """Features of every image in `batches` -> FeatureSet (numpy, on the host)."""
+            class_names: list | None = None, progress: bool = True, logits: bool = True) -> FeatureSet:
+        """Features of every image in `batches` -> FeatureSet (numpy, on the host).
+
+        `logits=False` skips the IS logits for this run (e.g. the real side of an evaluation).
+        """
         from gantools.log import ProgressReporter
 
         feats: list[torch.Tensor] = []
@@ -160,7 +164,7 @@ class Extractor:
                 for x, y in _rechunk(batches, self.batch_size):
                     if x.ndim != 4 or x.shape[1] not in (1, 3):
                         raise GantoolsError(f"{source}: images must be grey or RGB, got shape {tuple(x.shape)}")
-                    f, lg = self._forward(x)
+                    f, lg = self._forward(x, logits)
                     feats.append(f)
                     if lg is not None:
                         logits.append(lg)

@@ -82,7 +82,8 @@ def fid_from_stats(a, b, name_a: str = "FAKE", name_b: str = "REAL") -> float:
 
 def compute(fake, real, options: dict | None = None) -> float:
     """FID of two FeatureSets (features or loaded statistics)."""
-    return fid_from_stats(fake.fid_stats(), real.fid_stats(), fake.source, real.source)
+    device = (options or {}).get("device", "cpu")
+    return fid_from_stats(fake.fid_stats(device), real.fid_stats(device), fake.source, real.source)
 
 
 register_metric(MetricSpec(

@@ -1,0 +1,476 @@
+"""`gantools evaluate FAKE --real REAL`: FID, IS, KID and precision/recall with the reference Inception."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from gantools.cli import app
+from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors, info, warn
+
+DEFAULT_GENERATED = 10_000
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+HELP = (
+    "Score images against real ones: FID, IS, KID, precision/recall, with the 2015-12-05 TensorFlow "
+    "Inception graph and its exact preprocessing (TF1 bilinear resize to 299, (x-128)/128), so FID "
+    "matches torch-fidelity, clean-fid (legacy_tensorflow) and stylegan2-ada.\n\n"
+    "FAKE and REAL: any data source (folder, class folders, .zip, .h5, .npz, .npy, IDX, - for the "
+    "image stream on stdin), a checkpoint (.pt: -n images are generated, seeded), or a statistics "
+    "file from --save-stats (.npz, FID only).\n\n"
+    "Metrics: fid (default); is (Inception Score, 10 splits; needs the full weights "
+    "pt_inception-2015-12-05-6726825d.pth via --inception-weights, $GANTOOLS_INCEPTION or "
+    "$GANTOOLS_HOME, default ~/.cache/gantools; no --real needed); kid (unbiased cubic-kernel MMD, "
+    "100 subsets of min(1000, n)); pr (improved precision/recall, k=3, on the Inception pool3 "
+    "features: the paper used VGG16, so values are not comparable with its tables).\n\n"
+    "Fewer than 2048 images make a rank-deficient covariance: FID is then biased upward; "
+    "report 10k or 50k."
+)
+
+
+@app.command(
+    help=HELP,
+    epilog="Examples: gantools evaluate ckpt.pt --real ./cifar10.zip --metrics fid,kid,pr  |  "
+    "gantools sample ckpt.pt -n 10000 | gantools evaluate - --real stats.npz  |  "
+    "gantools evaluate ./real --save-stats real.npz",
+)
+@handle_errors
+def evaluate(
+    fake: str = typer.Argument(..., help="Images to score: data source, '-', checkpoint (.pt) or statistics (.npz).",
+                               show_default=False),
+    real: Optional[str] = typer.Option(None, "--real", "-r",
+                                       help="Reference images: data source, '-', checkpoint or statistics file."),
+    metrics: Optional[str] = typer.Option(None, "--metrics", "-m",
+                                          help="Comma-separated: fid, is, kid, pr (default: fid)."),
+    n: Optional[int] = typer.Option(None, "-n", "--num",
+                                    help="Images generated from a checkpoint (default: 10000); for a data "
+                                    "source, use only its first N."),
+    seed: int = typer.Option(0, help="Seed of generated latents and of the KID subsets."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b",
+                                             help="Images per Inception pass (default: 32 on CPU, 200 on CUDA)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    per_class: bool = typer.Option(False, "--per-class",
+                                   help="Also FID per class (labelled sources, conditional checkpoints) and "
+                                   "their mean."),
+    save_stats: Optional[Path] = typer.Option(None, "--save-stats",
+                                              help="Write REAL's FID statistics (FAKE's when there is no --real) "
+                                              "to this .npz, for reuse as FAKE or REAL."),
+    inception_weights: Optional[Path] = typer.Option(None, "--inception-weights",
+                                                     help="The full Inception weights for IS "
+                                                     "(pt_inception-2015-12-05-6726825d.pth)."),
+    kid_subsets: int = typer.Option(100, "--kid-subsets", help="KID: number of random subsets."),
+    kid_subset_size: int = typer.Option(1000, "--kid-subset-size", help="KID: images per subset (at most)."),
+    is_splits: int = typer.Option(10, "--is-splits", help="IS: number of splits."),
+    ema: bool = typer.Option(True, "--ema/--no-ema", help="Checkpoints: use the EMA generator when present."),
+    json_: bool = typer.Option(False, "--json", help="One JSON object on stdout, for scripts."),
+    quiet: bool = QuietOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    from gantools.errors import UsageError
+
+    names = _parse_metrics(metrics, real is not None, save_stats is not None)
+    if n is not None and n < 1:
+        raise UsageError(f"-n {n}: must be at least 1")
+    if batch_size is not None and batch_size < 1:
+        raise UsageError(f"--batch-size {batch_size}: must be at least 1")
+    if kid_subsets < 1 or kid_subset_size < 2:
+        raise UsageError("--kid-subsets must be at least 1 and --kid-subset-size at least 2")
+    if is_splits < 1:
+        raise UsageError(f"--is-splits {is_splits}: must be at least 1")
+    if fake == "-" and real == "-":
+        raise UsageError("FAKE and --real cannot both be '-' (there is one stdin)")
+
+    fake_kind = _classify(fake)
+    real_kind = _classify(real) if real is not None else None
+    _check_combination(names, fake, fake_kind, real, real_kind, per_class, save_stats)
+
+    from gantools.registry import METRICS
+
+    specs = {name: METRICS.get(name) for name in names}
+    stats_side = None
+    if save_stats is not None:
+        stats_side = "real" if real is not None and real_kind != "stats" else "fake"
+
+    if "is" in names:
+        from gantools.metrics.inception import is_weights_path
+
+        is_weights_path(inception_weights)  # no weights: one line saying where to put them, before any work
+
+    import torch  # noqa: F401  (after argument checks: a bad call fails fast)
+
+    from gantools.generate import resolve_device
+
+    device_ = resolve_device(device)
+    want_logits = "is" in names
+    ctx = _Context(device_, batch_size, inception_weights, want_logits, seed, n, ema, per_class)
+
+    # Open both sides before extracting anything: a bad source, a statistics file made by another
+    # network, or unlabelled data for --per-class is refused before minutes of Inception passes.
+    fake_job = ctx.open(fake, fake_kind, "FAKE", logits=want_logits)
+    real_job = ctx.open(real, real_kind, "REAL", logits=False) if real is not None else None
+    fake_set = fake_job()
+    real_set = real_job() if real_job is not None else None
+
+    options = {"device": str(device_), "seed": seed, "kid_subsets": kid_subsets,
+               "kid_subset_size": kid_subset_size, "is_splits": is_splits}
+    uses_stats = "fid" in names or stats_side is not None
+    for label, side in (("FAKE", fake_set), ("REAL", real_set)):
+        if side is not None and uses_stats and side.features is not None and side.count < 2048:
+            # Talk, not data: on stderr only, never in the --json object.
+            warn(f"{label}: {side.count} images give a rank-deficient covariance (fewer than 2048): FID is "
+                 "biased upward and comparable only with FIDs of the same count")
+
+    results: dict = {}
+    for name, spec in specs.items():
+        info(f"computing {name}")
+        results[name] = spec.compute(fake_set, real_set, options)
+
+    per_class_result = None
+    if per_class:
+        per_class_result = _per_class_fid(fake_set, real_set, options)
+
+    saved = None
+    if stats_side is not None:
+        from gantools.metrics.stats import save_stats as write_stats
+
+        side = real_set if stats_side == "real" else fake_set
+        saved = str(write_stats(save_stats, side.fid_stats(str(device_))))
+        info(f"saved the FID statistics of {side.source} ({side.count} images) to {saved}")
+
+    report = _report(names, results, per_class_result, fake, fake_kind, fake_set, real, real_kind, real_set,
+                     ctx, options, saved)
+    if json_:
+        import json
+
+        print(json.dumps(report, indent=2))
+    else:
+        _print_table(report)
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+def _parse_metrics(metrics: Optional[str], have_real: bool, have_save: bool) -> list[str]:
+    from gantools.errors import UsageError
+    from gantools.registry import METRICS
+
+    if metrics is None:
+        if have_real:
+            return ["fid"]
+        if have_save:
+            return []
+        raise UsageError("give --real REAL for FID (or --metrics is for the Inception Score alone)")
+    names: list[str] = []
+    for raw in metrics.split(","):
+        name = raw.strip().lower()
+        if not name:
+            continue
+        name = {"precision": "pr", "recall": "pr", "inception_score": "is", "isc": "is"}.get(name, name)
+        if name not in METRICS:
+            raise UsageError(f"--metrics {raw.strip()}: unknown metric (known: {', '.join(METRICS.names())})")
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise UsageError("--metrics: name at least one of " + ", ".join(METRICS.names()))
+    return names
+
+
+def _classify(spec: str) -> str:
+    """'stats' (a --save-stats file), 'checkpoint' (.pt), or 'images' (anything open_source reads)."""
+    if spec == "-":
+        return "images"
+    p = Path(spec)
+    if p.suffix.lower() in CHECKPOINT_SUFFIXES and p.is_file():
+        return "checkpoint"
+    if p.suffix.lower() == ".npz" and p.is_file():
+        from gantools.metrics.stats import is_stats_file
+
+        if is_stats_file(p):
+            return "stats"
+    return "images"
+
+
+def _check_combination(names, fake, fake_kind, real, real_kind, per_class, save_stats) -> None:
+    from gantools.errors import UsageError
+    from gantools.registry import METRICS
+
+    if real is None:
+        needing = [m for m in names if METRICS.get(m).needs_real]
+        if needing:
+            raise UsageError(f"--metrics {','.join(needing)} needs --real REAL (only is works without it)")
+    if fake_kind == "stats":
+        other = [m for m in names if m != "fid"]
+        if other:
+            raise UsageError(f"{fake}: a statistics file holds FID statistics only; {','.join(other)} need(s) images")
+    if real_kind == "stats":
+        other = [m for m in names if m in ("kid", "pr")]
+        if other:
+            raise UsageError(f"--real {real}: a statistics file holds FID statistics only; "
+                             f"{','.join(other)} need(s) images")
+    if per_class and (real is None or "stats" in (fake_kind, real_kind)):
+        raise UsageError("--per-class needs labelled images on both sides (not statistics files), and --real")
+    if save_stats is not None:
+        if save_stats.suffix.lower() != ".npz":
+            raise UsageError(f"--save-stats {save_stats}: statistics files end in .npz")
+        side_kind = real_kind if real is not None and real_kind != "stats" else fake_kind
+        if side_kind == "stats":
+            raise UsageError("--save-stats: both sides are already statistics files")
+
+
+# ----------------------------------------------------------------------------- loading a side
+
+
+def _check_stats_origin(fs) -> None:
+    """A statistics file must come from this network and preprocessing (else FID would mix two scales)."""
+    from gantools.errors import GantoolsError
+    from gantools.metrics import inception
+    from gantools.metrics.resize import PREPROCESSING_ID
+
+    if fs.network != inception.NETWORK_ID:
+        raise GantoolsError(f"{fs.source}: statistics made with network '{fs.network}', not with "
+                            f"'{inception.NETWORK_ID}': refusing to compare statistics made differently")
+    if fs.preprocessing != PREPROCESSING_ID:
+        raise GantoolsError(f"{fs.source}: statistics made with preprocessing '{fs.preprocessing}', not with "
+                            f"'{PREPROCESSING_ID}': refusing to compare statistics made differently")
+    if fs.stats.mu.shape != (inception.FEATURE_DIM,):
+        raise GantoolsError(f"{fs.source}: {fs.stats.mu.shape[0]}-d statistics, expected "
+                            f"{inception.FEATURE_DIM}-d pool3 statistics")
+
+
+class _Context:
+    def __init__(self, device, batch_size, inception_weights, want_logits, seed, n, ema, per_class=False):
+        self.device, self.batch_size = device, batch_size
+        self.inception_weights = str(inception_weights) if inception_weights else None
+        self.want_logits, self.seed, self.n, self.ema = want_logits, seed, n, ema
+        self.per_class = per_class
+        self.extractor = None
+        self.rates: dict = {}
+
+    def _extractor(self):
+        if self.extractor is None:
+            from gantools.metrics.features import Extractor
+
+            self.extractor = Extractor(self.device, logits=self.want_logits, is_weights=self.inception_weights,
+                                       batch_size=self.batch_size)
+        return self.extractor
+
+    def open(self, spec: str, kind: str, label: str, logits: bool):
+        """Check and open one side; returns a function that extracts its features (a FeatureSet)."""
+        if kind == "stats":
+            from gantools.metrics.features import FeatureSet
+            from gantools.metrics.stats import load_stats
+
+            st = load_stats(spec)
+            fs = FeatureSet(source=spec, count=st.count, network=st.network, preprocessing=st.preprocessing,
+                            stats=st)
+            _check_stats_origin(fs)
+            return lambda: fs
+        if kind == "checkpoint":
+            return self._open_checkpoint(spec, label, logits)
+        return self._open_source(spec, label, logits)
+
+    def _open_source(self, spec: str, label: str, logits: bool):
+        from gantools.data import open_source
+        from gantools.errors import GantoolsError
+
+        name = "<stdin>" if spec == "-" else spec
+        s = open_source(spec)
+        if getattr(s, "kind", "image") != "image":
+            raise GantoolsError(f"{name}: holds {s.kind}s, not images; evaluate scores images")
+        total = len(s)
+        if total == 0:
+            raise GantoolsError(f"{name}: no images")
+        if self.per_class and s.labels is None:
+            raise GantoolsError(f"--per-class: {label} ({name}) has no class labels (use class folders, a "
+                                "labelled .npz/.h5/IDX, a labelled stream or a conditional checkpoint)")
+        if self.n is not None and self.n < total:
+            total = self.n
+
+        def extract():
+            info(f"{label}: {name}: {total} images, {s.channels}x{s.height}x{s.width}")
+            ex = self._extractor()
+            batches = _take(s.batches(max(ex.batch_size, 64)), total)
+            out = ex.run(batches, name, total, class_names=s.class_names, logits=logits)
+            self.rates[label] = ex.images_per_second
+            return out
+
+        return extract
+
+    def _open_checkpoint(self, spec: str, label: str, logits: bool):
+        from gantools.checkpoint import load_checkpoint
+        from gantools.errors import GantoolsError
+        from gantools.generate import generate_batches, is_conditional, load_generator
+
+        ck = load_checkpoint(spec)
+        kind = ck["data"].get("kind")
+        if kind != "image":
+            raise GantoolsError(f"{spec}: a {ck['model']} checkpoint of {kind} data; evaluate scores image models")
+        if self.per_class and not is_conditional(ck):
+            raise GantoolsError(f"--per-class: {label} ({spec}) is an unconditional model (no class labels)")
+        n = self.n or DEFAULT_GENERATED
+        G = load_generator(ck, self.device, self.ema)
+        names = list(ck["data"].get("class_names") or []) if is_conditional(ck) else []
+
+        def extract():
+            ex = self._extractor()
+            info(f"{label}: {spec}: generating {n} images (seed {self.seed})")
+            gen = generate_batches(ck, n, self.seed, max(ex.batch_size, 64), self.device, ema=self.ema, G=G)
+            out = ex.run(((x, y) for x, y, _z in gen), spec, n, class_names=names, logits=logits)
+            self.rates[label] = ex.images_per_second
+            return out
+
+        return extract
+
+
+def _take(batches, total: int):
+    """The first `total` images of a stream of batches."""
+    left = total
+    for x, y in batches:
+        if left <= 0:
+            break
+        if len(x) > left:
+            x, y = x[:left], (y[:left] if y is not None else None)
+        left -= len(x)
+        yield x, y
+
+
+# ----------------------------------------------------------------------------- per-class FID
+
+
+def _per_class_fid(fake, real, options) -> dict:
+    import numpy as np
+
+    from gantools.errors import GantoolsError
+    from gantools.metrics.fid import fid_from_stats
+
+    for label, side in (("FAKE", fake), ("REAL", real)):
+        if side.labels is None:
+            raise GantoolsError(f"--per-class: {label} ({side.source}) has no class labels "
+                                "(use class folders, a labelled .npz/.h5/IDX, a labelled stream or a "
+                                "conditional checkpoint)")
+    if fake.class_names and real.class_names:
+        pairs = [(c, fake.class_names.index(c), real.class_names.index(c))
+                 for c in real.class_names if c in fake.class_names]
+        if not pairs:
+            raise GantoolsError("--per-class: FAKE and REAL share no class name "
+                                f"(FAKE: {', '.join(fake.class_names[:5])}; REAL: {', '.join(real.class_names[:5])})")
+    else:
+        common = sorted(set(np.unique(fake.labels).tolist()) & set(np.unique(real.labels).tolist()))
+        names = fake.class_names or real.class_names
+        pairs = [(names[i] if i < len(names) else str(i), i, i) for i in common]
+    per: dict = {}
+    small = 0
+    for cname, fi, ri in pairs:
+        fmask, rmask = fake.labels == fi, real.labels == ri
+        if fmask.sum() < 2 or rmask.sum() < 2:
+            warn(f"--per-class: class {cname!r} has fewer than 2 images on one side; left out")
+            continue
+        f_sub = fake.subset(fmask, f"{fake.source}[{cname}]")
+        r_sub = real.subset(rmask, f"{real.source}[{cname}]")
+        small += int(min(f_sub.count, r_sub.count) < 2048)
+        per[cname] = {"fid": fid_from_stats(f_sub.fid_stats(options["device"]), r_sub.fid_stats(options["device"]),
+                                            f_sub.source, r_sub.source),
+                      "fake_count": f_sub.count, "real_count": r_sub.count}
+    if not per:
+        raise GantoolsError("--per-class: no class has at least 2 images on both sides")
+    if small:
+        warn(f"--per-class: {small} of {len(per)} classes have fewer than 2048 images on a side (biased FIDs)")
+    return {"mean": float(np.mean([v["fid"] for v in per.values()])), "classes": per}
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _versions() -> dict:
+    import platform
+
+    import numpy
+    import scipy
+    import torch
+
+    from gantools import __version__
+
+    return {"gantools": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "scipy": scipy.__version__, "python": platform.python_version()}
+
+
+def _side_report(spec, kind, fs, ctx, label) -> dict | None:
+    if spec is None:
+        return None
+    d = {"source": "<stdin>" if spec == "-" else spec, "kind": kind, "count": fs.count}
+    if kind == "checkpoint":
+        d["seed"] = ctx.seed
+    if fs.labels is not None:
+        d["classes"] = len(fs.class_names) or int(fs.labels.max()) + 1
+    if label in ctx.rates:
+        d["images_per_second"] = round(ctx.rates[label], 2)
+    return d
+
+
+def _report(names, results, per_class, fake, fake_kind, fake_set, real, real_kind, real_set, ctx, options,
+            saved) -> dict:
+    from gantools.metrics import inception
+    from gantools.metrics.resize import PREPROCESSING_ID
+
+    settings: dict = {}
+    if "kid" in names:
+        settings.update(kid_subsets=results["kid"]["subsets"], kid_subset_size=results["kid"]["subset_size"],
+                        kid_seed=options["seed"])
+    if "is" in names:
+        settings["is_splits"] = results["is"]["splits"]
+    if "pr" in names:
+        settings["pr_k"] = results["pr"]["k"]
+    report = {
+        "metrics": results,
+        "fake": _side_report(fake, fake_kind, fake_set, ctx, "FAKE"),
+        "real": _side_report(real, real_kind, real_set, ctx, "REAL"),
+        "network": fake_set.network,
+        "preprocessing": fake_set.preprocessing if fake_set.preprocessing else PREPROCESSING_ID,
+        "device": str(ctx.device),
+        "settings": settings,
+        "versions": _versions(),
+    }
+    if "is" in names:
+        report["is_network"] = inception.IS_NETWORK_ID
+    if per_class is not None:
+        report["per_class"] = per_class
+    if saved:
+        report["saved_stats"] = saved
+    return report
+
+
+def _print_table(r: dict) -> None:
+    rows: list[tuple[str, str]] = []
+    m = r["metrics"]
+    if "fid" in m:
+        rows.append(("FID", f"{m['fid']:.4f}"))
+    if "is" in m:
+        rows.append(("IS", f"{m['is']['mean']:.4f} ± {m['is']['std']:.4f}  ({m['is']['splits']} splits)"))
+    if "kid" in m:
+        k = m["kid"]
+        rows.append(("KID", f"{k['mean']:.6f} ± {k['std']:.6f}  ({k['subsets']} subsets of {k['subset_size']})"))
+    if "pr" in m:
+        rows.append(("precision", f"{m['pr']['precision']:.4f}  (k={m['pr']['k']})"))
+        rows.append(("recall", f"{m['pr']['recall']:.4f}"))
+    if "per_class" in r:
+        pc = r["per_class"]
+        rows.append(("FID per class, mean", f"{pc['mean']:.4f}  ({len(pc['classes'])} classes)"))
+        for cname, v in pc["classes"].items():
+            rows.append((f"  {cname}", f"{v['fid']:.4f}  ({v['fake_count']} fake, {v['real_count']} real)"))
+    for label in ("fake", "real"):
+        side = r[label]
+        if side is None:
+            continue
+        what = {"checkpoint": f"{side['count']} images generated, seed {side.get('seed', 0)}",
+                "stats": f"statistics of {side['count']} images"}.get(side["kind"], f"{side['count']} images")
+        rows.append((label.upper(), f"{side['source']}  ({what})"))
+    rows.append(("network", r["network"]))
+    if "is_network" in r:
+        rows.append(("IS network", r["is_network"]))
+    if "saved_stats" in r:
+        rows.append(("saved statistics", r["saved_stats"]))
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
