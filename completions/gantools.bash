@@ -247,7 +247,7 @@ _gantools() {
         [[ -n $kind && $kind != flag ]] && _gantools_value "$kind" "${cur#*=}" "${cur%%=*}="
     elif [[ $prev == -?* && $prev != *=* ]] && kind=${_gantools_kind["$cmd $prev"]} && [[ -n $kind && $kind != flag ]]; then
         _gantools_value "$kind" "$cur" ""
-    elif [[ $cur == -?* ]]; then
+    elif [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "${_gantools_opts[$cmd]}" -- "$cur"))
     else  # a positional argument: count those before it, skipping option values
         local n=0 j skip=0 dashdash=0

@@ -61,7 +61,7 @@ def main() -> None:
         from click import exceptions as cx
 
     try:
-        code = app(standalone_mode=False)
+        code = app(prog_name="gantools", standalone_mode=False)  # also under `python -m gantools`
     except cx.UsageError as e:
         where = e.ctx.command_path if e.ctx is not None else "gantools"
         if not e.format_message():  # bare `gantools`: the help was shown

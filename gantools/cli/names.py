@@ -3,7 +3,8 @@
 Importing the registering modules (`gantools.models`, `gantools.losses`, `gantools.metrics`) pulls
 in torch or numpy, which would make every TAB press take seconds. Instead this module reads the
 same modules' source with `ast` and picks out the `ModelSpec(...)`, `LossSpec(...)` and
-`MetricSpec(...)` calls: their `name` (keyword or first argument) and `description`. It scans
+`MetricSpec(...)` calls: their `name` (keyword or first argument) and `description`. Models
+are those `gantools train` trains (not `trainer="gain"`, which `gantools impute` fits). It scans
 exactly the modules the registry's loaders import, so a new model file is completed without
 any list to update; tests/test_shell.py checks the result against the real registry.
 
@@ -63,13 +64,16 @@ def _specs_in(path: Path, cls: str) -> list[tuple[str, str]]:
         kw = {k.arg: k.value for k in node.keywords if k.arg}
         name = _const_str(kw.get("name", node.args[0] if node.args else None))
         desc = _const_str(kw.get("description", node.args[1] if len(node.args) > 1 else None))
+        if cls == "ModelSpec" and _const_str(kw.get("trainer")) not in (None, "gan"):
+            continue  # not trained by `gantools train`
         if name:
             found.append((name, desc or ""))
     return found
 
 
 def registered(kind: str) -> list[tuple[str, str]]:
-    """(name, description) of every `kind` entry ('models', 'losses', 'metrics'), sorted by name."""
+    """(name, description) of every `kind` entry ('models': those `gantools train` trains, 'losses',
+    'metrics'), sorted by name."""
     cls, rels = KINDS[kind]
     entries: dict[str, str] = {}
     for rel in rels:

@@ -95,15 +95,16 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("Train a DCGAN on the built-in shapes; the final checkpoint's path is the only line on stdout:",
          "ckpt=$(gantools train dcgan --data toy:shapes --steps 300)"),
         ("MNIST with an EMA generator, then continue the same run to 20000 steps:",
-         "gantools train dcgan --data ../shared/datasets/mnist --steps 6000 --ema\n"
+         "gantools train dcgan --data ./mnist --steps 6000 --ema\n"
          "gantools train --resume runs/dcgan-mnist-001 --steps 20000"),
         ("The MLP GAN on a 2-D toy set with the hinge loss:",
-         "gantools train gan --data toy:ring --loss hinge --lr-g 1e-3 --lr-d 1e-3"),
+         "gantools train gan --data toy:ring --loss hinge --lr-g 1e-3"),
         ("Print the fully resolved configuration (model defaults filled in) and exit:",
          "gantools train dcgan --data faces.npz --config run.toml --dry-run"),
         ("Train on images streamed from another command, then score the result:",
-         "gantools sample old.pt -n 5000 | gantools train dcgan --data - --steps 1000\n"
-         "ckpt=$(gantools train dcgan --data ./faces -q) && gantools evaluate \"$ckpt\" --real ./faces"),
+         "gantools sample old.pt -n 5000 | gantools train dcgan --data -\n"
+         "ckpt=$(gantools train dcgan --data ./faces -q)\n"
+         "gantools evaluate \"$ckpt\" --real ./faces"),
     ],
     "sample": [
         ("A grid of 64 samples:", "gantools sample ckpt.pt -n 64 -o grid.png"),
@@ -115,7 +116,7 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     ],
     "interpolate": [
         ("A looping walk through three seeds' latents as a GIF:",
-         "gantools interpolate ckpt.pt --seeds 3,17,42 --loop --steps 16 -o walk.gif"),
+         "gantools interpolate ckpt.pt --seeds 3,17,42 --loop -o walk.gif"),
         ("Four random paths of 8 frames as one grid, linear instead of spherical:",
          "gantools interpolate ckpt.pt --rows 4 --steps 8 --lerp -o paths.png"),
         ("Frames as a stream, unpacked by tar:", "gantools interpolate ckpt.pt --seeds 1,2 -o - | tar -x"),
@@ -125,14 +126,14 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
          "gantools evaluate ckpt.pt --real ./cifar10.zip --metrics fid,kid,pr"),
         ("Save the real side's statistics once, then score samples from a pipe against them:",
          "gantools evaluate ./real --save-stats real.npz\n"
-         "gantools sample ckpt.pt -n 10000 | gantools evaluate - --real real.npz"),
+         "gantools sample ckpt.pt -n 10000 | gantools evaluate - -r real.npz"),
         ("One JSON object for scripts:",
-         "gantools evaluate ckpt.pt --real real.npz --json | python -c 'import json,sys; print(json.load(sys.stdin)[\"metrics\"][\"fid\"])'"),
+         "gantools evaluate ckpt.pt --real real.npz --json | jq .metrics.fid"),
     ],
     "info": [
         ("What a checkpoint holds:", "gantools info runs/dcgan-mnist-001/checkpoints/last.pt"),
         ("One field in a script:",
-         "gantools info ckpt.pt --json | python -c 'import json,sys; print(json.load(sys.stdin)[\"step\"])'"),
+         "gantools info ckpt.pt --json | jq .step"),
     ],
     "models": [
         ("The registry as a table, or as JSON:", "gantools models\ngantools models --json"),
@@ -158,11 +159,11 @@ ROOT_EXAMPLES: list[tuple[str, str]] = [
 ]
 
 RUN_FOLDER = (
-    "  config.toml                 the resolved configuration (readable by --config)\n"
-    "  checkpoints/step-NNNNNN.pt  the newest --keep checkpoints\n"
-    "  checkpoints/last.pt         the last checkpoint\n"
-    "  samples/step-NNNNNN.png     a grid from a fixed z, every --sample-every steps\n"
-    "  metrics.jsonl               step, losses, D(x), D(G(z)), images/s, time"
+    "config.toml                 the resolved configuration (--config)\n"
+    "checkpoints/step-NNNNNN.pt  the newest --keep checkpoints\n"
+    "checkpoints/last.pt         the last checkpoint\n"
+    "samples/step-NNNNNN.png     grids from a fixed z\n"
+    "metrics.jsonl               losses, D(x), D(G(z)), images/s"
 )
 FILES: dict[str, list[tuple[str, str]]] = {
     "run": [("runs/MODEL-DATA-NNN/", "The run folder (--out), which describes itself:\n" + RUN_FOLDER)],
@@ -452,7 +453,7 @@ _gantools() {
         [[ -n $kind && $kind != flag ]] && _gantools_value "$kind" "${cur#*=}" "${cur%%=*}="
     elif [[ $prev == -?* && $prev != *=* ]] && kind=${_gantools_kind["$cmd $prev"]} && [[ -n $kind && $kind != flag ]]; then
         _gantools_value "$kind" "$cur" ""
-    elif [[ $cur == -?* ]]; then
+    elif [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "${_gantools_opts[$cmd]}" -- "$cur"))
     else  # a positional argument: count those before it, skipping option values
         local n=0 j skip=0 dashdash=0
@@ -512,9 +513,9 @@ def _zsh_action(kind: str) -> str:
     if kind.startswith("choice:"):
         return "(" + kind[7:] + ")"
     if kind.startswith("names:"):
-        return f"_gantools_names {kind[6:]}"
+        return f"_gantools_{kind[6:]}"
     if kind.startswith("list:"):
-        return f"_sequence _gantools_names {kind[5:]}"
+        return f"_sequence _gantools_{kind[5:]}"
     if kind == "data":
         return "_gantools_data"
     raise ValueError(kind)
@@ -612,11 +613,17 @@ ZSH_HELPERS = r"""_gantools_names() {  # KIND [compadd options]: registry names 
   done
   _describe -t $kind ${kind%s} entries "$@"
 }
+# Actions get compadd options as arguments (before or after the kind), so one function per kind.
+_gantools_models() { _gantools_names models "$@" }
+_gantools_losses() { _gantools_names losses "$@" }
+_gantools_metrics() { _gantools_names metrics "$@" }
+
+_gantools_toy() { compadd "$@" -- - @TOY@ }
 
 _gantools_data() {  # a data source: files, folders, - (the image stream) or a built-in toy set
-  _alternative 'files:file or folder:_files' 'toy:built-in data:(- @TOY@)'
+  _alternative 'files:file or folder:_files' 'toy:built-in data:_gantools_toy'
 }
-""".replace("@TOY@", " ".join(t.replace(":", "\\\\:") for t in TOY_SETS))
+""".replace("@TOY@", " ".join(TOY_SETS))
 
 # ----------------------------------------------------------------------------- fish
 
@@ -822,7 +829,7 @@ def _examples(examples: list[tuple[str, str]]) -> list[str]:
     for desc, code in examples:
         if desc:
             out += [".PP", prose(desc)]
-        out += [".PP", ".RS 4", ".nf", roff_escape(code), ".fi", ".RE"]
+        out += [".PP", ".RS 2", ".nf", roff_escape(code), ".fi", ".RE"]
     del out[1]  # no paragraph break right after the heading
     return out
 
