@@ -457,7 +457,9 @@ def test_readme_pipelines_run(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     missing = _write_holes_csv(work / "holes.csv")
-    env = _gantools_bin(tmp_path)
+    # One torch thread per process: the pipe runs two gantools at once, and on a busy 2-core machine
+    # OpenMP's spinning threads made the same steps ~20x slower (a timing knob, not a behaviour one).
+    env = dict(_gantools_bin(tmp_path), OMP_NUM_THREADS="1")
     script = "set -euo pipefail\n"
     for i, block in enumerate(blocks):
         script += f"echo '@@ block {i}'\n{block}\n"
