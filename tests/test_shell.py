@@ -231,6 +231,13 @@ def test_version():
     assert r.code == 0 and r.text == f"gantools {__version__}\n"
 
 
+def test_bare_gantools_shows_the_help_on_stderr_and_exits_2():
+    r = run_cli()
+    assert r.code == 2 and r.out == b""
+    assert r.err.startswith("Usage: gantools") and "error:" not in r.err
+    assert all(name in r.err for name in COMMAND_NAMES)
+
+
 # ----------------------------------------------------------------------------- every command
 
 

@@ -64,7 +64,9 @@ def main() -> None:
         code = app(prog_name="gantools", standalone_mode=False)  # also under `python -m gantools`
     except cx.UsageError as e:
         where = e.ctx.command_path if e.ctx is not None else "gantools"
-        if not e.format_message():  # bare `gantools`: the help was shown
+        if type(e).__name__ == "NoArgsIsHelpError" or not e.format_message():  # bare `gantools`
+            if e.format_message():  # the help itself (rich help prints it and leaves this empty)
+                print(e.format_message(), file=sys.stderr)
             sys.exit(2)
         print(f"{where}: error: {e.format_message()} (see '{where} --help')", file=sys.stderr)
         sys.exit(2)
