@@ -131,6 +131,10 @@ class Extractor:
         if logits:
             self.full = inception.load_is_network(is_weights, self.device, verify=verify)
             self.one_pass = inception.same_trunk(self.full, self.trunk)
+        # On the CPU the network takes its input channels-last: oneDNN's convolutions and the pools then
+        # skip their layout reorders, ~15% less CPU time a batch (bench/eval_throughput.py). Only the
+        # summation order inside the convolutions changes: features move by ~1e-6 relative.
+        self.channels_last = self.device.type == "cpu"
         self.network_id = inception.NETWORK_ID
         self.preprocessing_id = PREPROCESSING_ID
         self.images_per_second = 0.0
@@ -138,6 +142,8 @@ class Extractor:
     @torch.inference_mode()
     def _forward(self, x: torch.Tensor, logits: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = preprocess(x.to(self.device, non_blocking=True))
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         if self.full is None or not logits:
             return self.trunk(x), None
         if self.one_pass:
