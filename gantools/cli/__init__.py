@@ -41,7 +41,7 @@ def _root(
 
 
 # One module per subcommand; each decorates its function with @app.command().
-COMMAND_MODULES: list[str] = ["train", "sample", "info", "models", "interpolate", "evaluate"]
+COMMAND_MODULES: list[str] = ["train", "sample", "info", "models", "interpolate", "evaluate", "impute"]
 for _name in COMMAND_MODULES:
     importlib.import_module(f"gantools.cli.{_name}")
 
