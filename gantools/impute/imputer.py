@@ -26,10 +26,10 @@ MODEL_NAME = "gain"
 
 
 def _params(params=None, **overrides):
-    from gantools.impute.gain import GainParams
+    from gantools.impute.gain import DEFAULT_VARIANT, GainParams
 
     if params is None:
-        return GainParams.for_variant(overrides.pop("variant", None) or "paper", **overrides)
+        return GainParams.for_variant(overrides.pop("variant", None) or DEFAULT_VARIANT, **overrides)
     return params
 
 
@@ -181,8 +181,8 @@ def fit_imputer(table: Table, categorical: str | None = None, ignore: str | None
                 missing_values: tuple = DEFAULT_MISSING, **overrides) -> Imputer:
     """Type the columns, encode the table and train GAIN on it (seeded).
 
-    params: a GainParams (default: GAIN as published; `overrides` such as iterations=, alpha=,
-    batch_size=, hint_rate= change it). kinds: the column kinds, when already decided.
+    params: a GainParams (default: the "gantools" variant; variant="paper" is GAIN as published;
+    `overrides` such as iterations=, alpha=, batch_size=, hint_rate= change it). kinds: the column kinds, when already decided.
     """
     import torch
 

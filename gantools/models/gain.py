@@ -22,9 +22,10 @@ def build_discriminator(hp: dict, data: dict):
 
 
 def _defaults() -> dict:
-    # The published settings (gantools.impute.gain.VARIANTS["paper"]), spelled out here so the
-    # registry can list them without importing torch.
-    return {"iterations": 10000, "batch_size": 128, "hint_rate": 0.9, "alpha": 100.0, "lr": 1e-3}
+    # The default variant's settings (gantools.impute.gain.VARIANTS["gantools"]; "paper" differs
+    # in drop_rate 0, kept_weight 1, hidden_mult 1), spelled out so the registry needs no torch.
+    return {"variant": "gantools", "iterations": 10000, "batch_size": 128, "hint_rate": 0.9, "alpha": 100.0,
+            "lr": 1e-3, "drop_rate": 0.3, "kept_weight": 0.5, "hidden_mult": 2.0}
 
 
 register_model(ModelSpec(
