@@ -143,6 +143,7 @@ declare -gA _gantools_kind=(
     ['impute --batch-size']='none'
     ['impute --hint-rate']='none'
     ['impute --alpha']='none'
+    ['impute --variant']='file'
     ['impute --seed']='none'
     ['impute --device']='choice:auto cpu cuda mps'
     ['impute --save-model']='file'
@@ -165,7 +166,7 @@ declare -gA _gantools_opts=(
     [models]='--json -q --quiet -v --verbose -h --help'
     [interpolate]='--slerp --lerp -k --steps --seeds --rows --seed --loop --class --class-path --truncation -o --out --fps --zoom -b --batch-size --ema --no-ema --device -q --quiet -v --verbose -h --help'
     [evaluate]='-r --real -m --metrics -n --num --seed -b --batch-size --device --per-class --save-stats --inception-weights --kid-subsets --kid-subset-size --is-splits --ema --no-ema --json -q --quiet -v --verbose -h --help'
-    [impute]='-o --out --missing-values --categorical --ignore --header --no-header --iterations -b --batch-size --hint-rate --alpha --seed --device --save-model --model --evaluate --miss-rate --json -q --quiet -v --verbose -h --help'
+    [impute]='-o --out --missing-values --categorical --ignore --header --no-header --iterations -b --batch-size --hint-rate --alpha --variant --seed --device --save-model --model --evaluate --miss-rate --json -q --quiet -v --verbose -h --help'
 )
 # Value kinds of each command's positional arguments, in order ("*": repeats).
 declare -gA _gantools_args=(

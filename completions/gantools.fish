@@ -92,7 +92,7 @@ set -g __gantools_valopts_info
 set -g __gantools_valopts_models 
 set -g __gantools_valopts_interpolate -k --steps --seeds --rows --seed --class --class-path --truncation -o --out --fps --zoom -b --batch-size --device
 set -g __gantools_valopts_evaluate -r --real -m --metrics -n --num --seed -b --batch-size --device --save-stats --inception-weights --kid-subsets --kid-subset-size --is-splits
-set -g __gantools_valopts_impute -o --out --missing-values --categorical --ignore --iterations -b --batch-size --hint-rate --alpha --seed --device --save-model --model --miss-rate
+set -g __gantools_valopts_impute -o --out --missing-values --categorical --ignore --iterations -b --batch-size --hint-rate --alpha --variant --seed --device --save-model --model --miss-rate
 
 complete -c gantools -f
 complete -c gantools -n __gantools_no_command -l version -d 'Print the version and exit'
@@ -220,6 +220,7 @@ complete -c gantools -n '__gantools_using impute' -l iterations -x -d 'Training 
 complete -c gantools -n '__gantools_using impute' -s b -l batch-size -x -d 'Rows per batch'
 complete -c gantools -n '__gantools_using impute' -l hint-rate -x -d 'Probability a cell\'s mask entry is revealed to D'
 complete -c gantools -n '__gantools_using impute' -l alpha -x -d 'Weight of the reconstruction loss on observed cells'
+complete -c gantools -n '__gantools_using impute' -l variant -r -F -d 'gantools: GAIN that also trains G to rebuild observed cells it is not shown, with wider layers (lower RMSE on Letter and Spam, bench/RESULTS.md); paper: GAIN exactly as published'
 complete -c gantools -n '__gantools_using impute' -l seed -x -d 'Seed of the initialisation, batches, hints and noise (and of the hidden cells with --evaluate)'
 complete -c gantools -n '__gantools_using impute' -l device -x -a 'auto cpu cuda mps' -d 'cpu, cuda, cuda:N, mps or auto (the networks are tiny: the CPU is usually fastest)'
 complete -c gantools -n '__gantools_using impute' -l save-model -r -F -d 'Save the fitted imputer here (a gantools checkpoint, model \'gain\')'
