@@ -69,6 +69,10 @@ register_model(ModelSpec(
     build_generator=build_generator,
     build_discriminator=build_discriminator,
     default_loss="ns",
-    defaults={"z_dim": 16, "hidden": 256, "depth": 3, "batch_size": 256, "lr_g": 1e-4, "lr_d": 1e-4,
-              "betas": [0.5, 0.999], "steps": 3000},
+    # A recipe that covers all 8 modes of toy:ring with 89-91% of samples within 3 std in 3000 steps
+    # (seeds 0-5, sweep of 2026-11-23): a high learning rate made stable by the R1 penalty, Adam
+    # without momentum, and a linear decay that lets the clusters tighten at the end. The classic
+    # lr 1e-4, betas (0.5, 0.999) collapsed to an arc covering no mode within 3000 steps on torch 2.14.
+    defaults={"z_dim": 16, "hidden": 128, "depth": 3, "batch_size": 256, "lr_g": 2e-3, "lr_d": 2e-3,
+              "betas": [0.0, 0.9], "r1": 0.1, "lr_schedule": "linear", "steps": 3000},
 ))
