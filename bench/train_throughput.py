@@ -9,7 +9,7 @@ Both run in this process, one after the other, on the same device, and the table
 prints images/s (real images consumed per second) and the ratio.
 
     python bench/train_throughput.py [--device cpu|cuda] [--steps 30] [--warmup 5]
-        [--mnist ../shared/datasets/mnist] [--variants default,compile,...]
+        [--mnist ../shared/datasets/mnist] [--variants fp32,bf16,...] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -129,6 +129,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--mnist", default=str(ROOT.parent / "shared" / "datasets" / "mnist"))
     ap.add_argument("--variants", default="fp32,bf16")
+    ap.add_argument("--repeat", type=int, default=1, help="alternating rounds; medians are reported")
     args = ap.parse_args()
     device = torch.device(args.device)
     mnist = Path(args.mnist)
@@ -138,15 +139,24 @@ def main() -> None:
     print(f"# dcgan 32x32, batch 64, MNIST; device {device} "
           f"({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; {args.steps} timed steps after {args.warmup}", flush=True)
-    ref = reference(images, device, args.steps, args.warmup)
-    rows = [("reference loop (DataLoader + PIL transforms)", ref)]
-    print(f"{rows[0][0]:<48} {ref:10.1f} img/s   1.00x", flush=True)
-    for name in args.variants.split(","):
-        warm = args.warmup + (20 if "compile" in name else 0)
-        ips = gantools_loop(str(mnist), device, args.steps, warm, **VARIANTS[name])
-        rows.append((f"gantools train ({name})", ips))
-        print(f"{rows[-1][0]:<48} {ips:10.1f} img/s {ips / ref:6.2f}x", flush=True)
-
+    # Rounds alternate reference and variants so that drift in the machine's speed hits both alike;
+    # the table reports each loop's median over the rounds and the median of the
+    # per-round ratios (each round's gantools run against that round's reference).
+    names = args.variants.split(",")
+    runs: dict[str, list[float]] = {"reference": [], **{n: [] for n in names}}
+    for r in range(args.repeat):
+        runs["reference"].append(reference(images, device, args.steps, args.warmup))
+        for name in names:
+            warm = args.warmup + (20 if "compile" in name else 0)
+            runs[name].append(gantools_loop(str(mnist), device, args.steps, warm, **VARIANTS[name]))
+        print(f"# round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in runs.items()), flush=True)
+    ref = float(np.median(runs["reference"]))
+    print(f"{'loop':<48} {'img/s (median)':>14} {'ratio of medians':>17} {'paired ratio (median)':>22}")
+    print(f"{'reference loop (DataLoader + PIL transforms)':<48} {ref:14.1f} {1.0:16.2f}x {1.0:21.2f}x")
+    for name in names:
+        ips = float(np.median(runs[name]))
+        paired = float(np.median(np.array(runs[name]) / np.array(runs["reference"])))
+        print(f"{'gantools train (' + name + ')':<48} {ips:14.1f} {ips / ref:16.2f}x {paired:21.2f}x", flush=True)
 
 if __name__ == "__main__":
     main()

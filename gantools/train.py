@@ -276,7 +276,7 @@ class Trainer:
             self.D = spec.build_discriminator(hp, self.data_spec).to(self.device)
         except (ValueError, KeyError) as e:
             raise UsageError(f"model {cfg.model}: {e}") from None
-        self.channels_last = self.device.type == "cuda" and self.data.kind == "image"
+        self.channels_last = self.data.kind == "image" and self.device.type in ("cuda", "cpu")
         if self.channels_last:
             self.G.to(memory_format=torch.channels_last)
             self.D.to(memory_format=torch.channels_last)
