@@ -224,3 +224,28 @@ def test_bad_usage_is_exit_2(cli, sets, args, words):
     r = cli("evaluate", *args)
     _one_line_error(r, 2, *words)
     assert "features" not in r.err
+
+
+def test_json_output_is_strict_json_even_for_non_finite_metrics(capsys):
+    """A NaN or infinite metric (say FID of a degenerate set) is written as null, not as bare NaN."""
+    from gantools.cli.common import print_json
+
+    print_json({"fid": float("nan"), "kid": {"mean": float("inf"), "std": 0.5}, "per_class": [float("-inf"), 1.0]})
+
+    def refuse(token):
+        raise AssertionError(f"non-standard JSON token {token}")
+
+    out = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert out == {"fid": None, "kid": {"mean": None, "std": 0.5}, "per_class": [None, 1.0]}
+
+
+def test_real_images_are_not_read_when_no_metric_needs_them(cli, sets, tmp_path, monkeypatch):
+    """--metrics is with --real: a warning that --real is unused, and no pass over the real set
+    (here the run then stops at the missing IS weights, before any Inception pass)."""
+    monkeypatch.delenv("GANTOOLS_INCEPTION", raising=False)
+    monkeypatch.setenv("GANTOOLS_HOME", str(tmp_path / "home"))
+    r = cli("evaluate", sets["x"], "--metrics", "is", "--real", sets["A"])
+    assert r.code == 1
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 2 and f"--real {sets['A']}: not used by --metrics is" in lines[0], r.err
+    assert "pt_inception-2015-12-05-6726825d.pth" in lines[1]

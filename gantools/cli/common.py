@@ -25,6 +25,24 @@ from gantools.log import (  # noqa: F401  (re-exported for the command modules)
 )
 
 
+def _json_safe(obj: Any) -> Any:
+    """NaN and infinities become None: strict JSON has no spelling for them."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def print_json(obj: Any) -> None:
+    """Print `obj` on stdout as strict JSON (non-finite numbers as null; unknown types as strings)."""
+    import json
+
+    print(json.dumps(_json_safe(obj), indent=2, default=str, allow_nan=False))
+
+
 def fail(msg: str, code: int = 1) -> None:
     print(f"gantools: error: {msg}", file=sys.stderr, flush=True)
     raise typer.Exit(code)

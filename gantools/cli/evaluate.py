@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from gantools.cli import app
-from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors, info, warn
+from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors, info, print_json, warn
 
 DEFAULT_GENERATED = 10_000
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
@@ -89,6 +89,10 @@ def evaluate(
     from gantools.registry import METRICS
 
     specs = {name: METRICS.get(name) for name in names}
+    if (real is not None and not per_class and save_stats is None
+            and not any(spec.needs_real for spec in specs.values())):
+        warn(f"--real {real}: not used by --metrics {','.join(names)}; not read")
+        real, real_kind = None, None
     stats_side = None
     if save_stats is not None:
         stats_side = "real" if real is not None and real_kind != "stats" else "fake"
@@ -142,9 +146,7 @@ def evaluate(
     report = _report(names, results, per_class_result, fake, fake_kind, fake_set, real, real_kind, real_set,
                      ctx, options, saved)
     if json_:
-        import json
-
-        print(json.dumps(report, indent=2))
+        print_json(report)
     else:
         _print_table(report)
 

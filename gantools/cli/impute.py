@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from gantools.cli import app
-from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors
+from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors, print_json
 
 
 @app.command(
@@ -159,10 +159,8 @@ def _describe(imputer) -> None:
 
 
 def _print_report(r: dict, as_json: bool) -> None:
-    import json
-
     if as_json:
-        print(json.dumps(r, indent=2))
+        print_json(r)
         return
     print(f"{r['source']}: {r['hidden_cells']} of the observed cells hidden at random "
           f"(miss rate {r['miss_rate']:g}, seed {r['seed']}), then imputed")

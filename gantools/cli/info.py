@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from gantools.cli import app
-from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors
+from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors, print_json
 
 
 @app.command(help="Describe a gantools checkpoint: model, hyper-parameters, data, step, config, last metrics.")
@@ -18,14 +18,12 @@ def info(
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
-    import json
-
     from gantools.checkpoint import load_checkpoint, summary
 
     s = summary(load_checkpoint(ckpt))
     s["path"] = str(ckpt)
     if json_:
-        print(json.dumps(s, indent=2, default=str))
+        print_json(s)
         return
     _print_human(s)
 

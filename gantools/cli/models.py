@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from gantools.cli import app
-from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors
+from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors, print_json
 
 
 @app.command(help="List the registered models (and losses): name, data, conditional, default loss, description.")
@@ -15,8 +15,6 @@ def models(
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
-    import json
-
     from gantools.registry import LOSSES, MODELS
 
     model_rows = [
@@ -26,7 +24,7 @@ def models(
     ]
     loss_rows = [{"name": n, "description": s.description} for n, s in LOSSES]
     if json_:
-        print(json.dumps({"models": model_rows, "losses": loss_rows}, indent=2))
+        print_json({"models": model_rows, "losses": loss_rows})
         return
     from rich.console import Console
     from rich.table import Table
