@@ -183,6 +183,14 @@ class StopRequested:
             signal.signal(sig, old)
 
 
+def model_hparams(cfg: TrainConfig, spec) -> dict:
+    """The network hyper-parameters of a resolved config: registry defaults, then the user's [hparams]."""
+    hp = {k: v for k, v in spec.defaults.items() if k not in TRAIN_KEYS}
+    hp.update(cfg.hparams)
+    hp.update(z_dim=cfg.z_dim, loss=cfg.loss)
+    return hp
+
+
 def _resolve(cfg: TrainConfig, spec) -> TrainConfig:
     """Fill None fields from the model's registry defaults, then the loss's."""
     d = spec.defaults
@@ -267,10 +275,7 @@ class Trainer:
 
         # ---- models (initialised from the seed; a resumed run loads its weights over these)
         torch.manual_seed(cfg.seed)
-        hp = {k: v for k, v in spec.defaults.items() if k not in TRAIN_KEYS}
-        hp.update(cfg.hparams)
-        hp.update(z_dim=cfg.z_dim, loss=cfg.loss)
-        self.hparams = hp
+        self.hparams = hp = model_hparams(cfg, spec)
         try:
             self.G = spec.build_generator(hp, self.data_spec).to(self.device)
             self.D = spec.build_discriminator(hp, self.data_spec).to(self.device)

@@ -160,6 +160,20 @@ def test_dry_run_and_config_file(cli, tmp_path):
     r = cli("train", "dcgan", "--data", "toy:shapes", "--config", cfg, "--steps", "9", "--dry-run")
     assert r.code == 0
     assert 'loss = "hinge"' in r.text and "batch_size = 32" in r.text and "steps = 9" in r.text
+    # the whole resolved config, network hyper-parameters included, as TOML that reads back as --config
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the project's tomli dependency
+        import tomli as tomllib
+
+    cfg.write_text('loss = "hinge"\n\n[hparams]\nngf = 16\n')
+    r = cli("train", "dcgan", "--data", "toy:shapes", "--config", cfg, "--dry-run")
+    resolved = tomllib.loads(r.text)
+    assert resolved["hparams"]["ngf"] == 16 and resolved["hparams"]["ndf"] == 64  # override, default
+    assert resolved["lr_schedule"] == "constant" and resolved["r1"] == 0.0
+    again = tmp_path / "resolved.toml"
+    again.write_text(r.text)
+    assert cli("train", "dcgan", "--data", "toy:shapes", "--config", again, "--dry-run").text == r.text
     cfg.write_text('colour = "blue"\n')
     r = cli("train", "dcgan", "--data", "toy:shapes", "--config", cfg, "--out", tmp_path / "run")
     assert r.code == 2 and "colour" in r.err and not (tmp_path / "run").exists()

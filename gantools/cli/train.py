@@ -112,9 +112,12 @@ def _parse_betas(text: Optional[str]):
 def _print_dry_run(cfg) -> None:
     """The fully resolved config (model and loss defaults filled in) as TOML on stdout."""
     from gantools.registry import MODELS
-    from gantools.train import _resolve, default_run_dir, _toml_value
+    from gantools.train import _resolve, _toml_value, default_run_dir, model_hparams
 
     cfg = _resolve(cfg, MODELS.get(cfg.model))
+    # the networks' hyper-parameters too (registry defaults merged with [hparams]), minus the two
+    # that already have top-level keys
+    cfg.hparams = {k: v for k, v in model_hparams(cfg, MODELS.get(cfg.model)).items() if k not in ("z_dim", "loss")}
     cfg.out = cfg.out or str(default_run_dir(cfg.model, cfg.data))
     cfg.steps = cfg.steps or MODELS.get(cfg.model).defaults.get("steps")
     for k, v in cfg.to_dict().items():
