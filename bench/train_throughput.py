@@ -54,14 +54,38 @@ class MnistPIL(torch.utils.data.Dataset):
         return self.tf(Image.fromarray(self.images[i], mode="L")), 0
 
 
-def reference(images: np.ndarray, device, steps: int, warmup: int, batch: int = 64) -> float:
-    """The plain loop; returns real images per second over `steps` after `warmup`."""
+def reference_nets(device):
+    """The reference loop's networks, optimizers and loss."""
     torch.manual_seed(0)
     G = DCGANGenerator(100, 1, 32, 64).to(device)
     D = DCGANDiscriminator(1, 32, 64).to(device)
     opt_G = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_D = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
-    adv = nn.BCEWithLogitsLoss()
+    return G, D, opt_G, opt_D, nn.BCEWithLogitsLoss()
+
+
+def reference_step(nets, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the reference loop: G step, then D step on the same fakes."""
+    G, D, opt_G, opt_D, adv = nets
+    batch, device = real.shape[0], real.device
+    valid = torch.ones(batch, device=device)
+    fake = torch.zeros(batch, device=device)
+    opt_G.zero_grad()
+    z = torch.randn(batch, 100, device=device)
+    gen = G(z)
+    g_loss = adv(D(gen), valid)
+    g_loss.backward()
+    opt_G.step()
+    opt_D.zero_grad()
+    d_loss = (adv(D(real), valid) + adv(D(gen.detach()), fake)) / 2
+    d_loss.backward()
+    opt_D.step()
+    return d_loss, g_loss
+
+
+def reference(images: np.ndarray, device, steps: int, warmup: int, batch: int = 64) -> float:
+    """The plain loop; returns real images per second over `steps` after `warmup`."""
+    nets = reference_nets(device)
     workers = 2 if device.type == "cuda" else 0
     loader = torch.utils.data.DataLoader(MnistPIL(images), batch_size=batch, shuffle=True, drop_last=True,
                                          num_workers=workers, pin_memory=device.type == "cuda")
@@ -74,21 +98,40 @@ def reference(images: np.ndarray, device, steps: int, warmup: int, batch: int = 
             if done == warmup + steps:
                 sync(device)
                 return steps * batch / (time.perf_counter() - t0)
-            real = imgs.to(device)
-            valid = torch.ones(batch, device=device)
-            fake = torch.zeros(batch, device=device)
-            opt_G.zero_grad()
-            z = torch.randn(batch, 100, device=device)
-            gen = G(z)
-            g_loss = adv(D(gen), valid)
-            g_loss.backward()
-            opt_G.step()
-            opt_D.zero_grad()
-            d_loss = (adv(D(real), valid) + adv(D(gen.detach()), fake)) / 2
-            d_loss.backward()
-            opt_D.step()
+            d_loss, g_loss = reference_step(nets, imgs.to(device))
             _ = (d_loss.item(), g_loss.item())  # the per-step print of the reference loop
             done += 1
+
+
+def step_flops(data: str, device) -> tuple[float, float]:
+    """Floating-point operations of one training step (torch's FLOP counter): reference, gantools."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    nets = reference_nets(device)
+    real = torch.randn(64, 1, 32, 32, device=device)
+    reference_step(nets, real)
+    with FlopCounterMode(display=False) as ref_count:
+        reference_step(nets, real)
+    tr = Trainer(TrainConfig(model="dcgan", data=data, batch_size=64, device=str(device), steps=10**9,
+                             sample_every=0, out="/tmp/gantools-bench-run", amp=False, cuda_graphs=False))
+    batches = tr.batch_source()
+    tr.train_step(batches)
+    with FlopCounterMode(display=False) as ours:
+        tr.train_step(batches)
+    return float(ref_count.get_total_flops()), float(ours.get_total_flops())
+
+
+def matmul_flops_per_s(device, n: int = 2048, reps: int = 10) -> float:
+    """What this device sustains on a large fp32 matrix product: a practical arithmetic ceiling."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    for _ in range(2):
+        a @ b
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync(device)
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0)
 
 
 def gantools_loop(data: str, device, steps: int, warmup: int, **options) -> float:
@@ -157,6 +200,19 @@ def main() -> None:
         ips = float(np.median(runs[name]))
         paired = float(np.median(np.array(runs[name]) / np.array(runs["reference"])))
         print(f"{'gantools train (' + name + ')':<48} {ips:14.1f} {ips / ref:16.2f}x {paired:21.2f}x", flush=True)
+
+    # How close each loop runs to the arithmetic ceiling, and so the best ratio that loop changes
+    # alone could reach: the reference's arithmetic at its measured speed against gantools'
+    # arithmetic at the matrix-product rate.
+    ref_flops, our_flops = step_flops(str(mnist), device)
+    peak = matmul_flops_per_s(device)
+    print(f"# arithmetic per step (fp32): reference {ref_flops / 1e9:.2f} GFLOP, gantools {our_flops / 1e9:.2f} GFLOP; "
+          f"{args.device} fp32 matmul {peak / 1e9:.1f} GFLOP/s")
+    print(f"# achieved: reference {ref / 64 * ref_flops / 1e9:.1f} GFLOP/s", end="")
+    if "fp32" in names:
+        ips = float(np.median(runs["fp32"]))
+        print(f", gantools fp32 {ips / 64 * our_flops / 1e9:.1f} GFLOP/s", end="")
+    print(f"; ratio ceiling at the matmul rate: {(64 / ref) / (our_flops / peak):.2f}x")
 
 if __name__ == "__main__":
     main()
