@@ -319,6 +319,8 @@ def test_missing_is_weights_say_where_to_put_them(tmp_path, monkeypatch):
         inception.is_weights_path()
 
 
+# torch warns that protocol 5 is not its default; the file is written that way on purpose
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_weight_file_with_pickled_code_is_refused(tmp_path):
     import pickle
 
