@@ -156,6 +156,19 @@ def test_the_model_is_in_the_registry(cli):
     assert gain and gain[0]["data"] == "table" and gain[0]["trained_by"] == "impute"
 
 
+def test_defaults_agree_across_registry_cli_and_params():
+    """The registry's `gain` defaults and the CLI's --variant default are the default variant's."""
+    import typer.main
+
+    from gantools.cli import app
+    from gantools.impute.params import DEFAULT_VARIANT, GainParams
+    from gantools.registry import MODELS
+
+    assert MODELS.get("gain").defaults == GainParams.for_variant(DEFAULT_VARIANT).as_dict()
+    impute = typer.main.get_command(app).get_command(None, "impute")
+    assert next(p.default for p in impute.params if p.name == "variant") == DEFAULT_VARIANT
+
+
 @pytest.mark.parametrize("content,what", [
     ("", "empty file"),
     ("a,b\n1,2\n3\n4,5\n", "line 3 has 1 fields, expected 2"),

@@ -61,12 +61,12 @@ def impute(
         raise UsageError("--categorical and --ignore come from the saved model (--model): leave them out")
     if not evaluate and miss_rate != 0.2:
         raise UsageError("--miss-rate goes with --evaluate")
+    from gantools.impute.params import DEFAULT_VARIANT, VARIANTS
+
     params = {"iterations": iterations, "batch_size": batch_size, "hint_rate": hint_rate, "alpha": alpha}
     _check_params(params)
-    if model and (any(v is not None for v in params.values()) or variant != "gantools"):
+    if model and (any(v is not None for v in params.values()) or variant != DEFAULT_VARIANT):
         raise UsageError("--iterations/--batch-size/--hint-rate/--alpha/--variant train a new imputer; --model applies a saved one")
-
-    from gantools.impute.gain import VARIANTS
 
     if variant not in VARIANTS:
         raise UsageError(f"--variant {variant}: expected one of {', '.join(VARIANTS)}")

@@ -1,8 +1,9 @@
 """Imputing tables with GAIN (Yoon et al., ICML 2018): `gantools impute`.
 
 Modules: `table` (reading and writing CSV/TSV/.npy/.npz/.h5, missing markers), `schema` (column
-kinds, min-max and one-hot encoding, decoding), `gain` (the networks and the training loop),
-`imputer` (fit, fill, save/load as a 'gain' checkpoint), `evaluate` (RMSE on hidden cells).
+kinds, min-max and one-hot encoding, decoding), `params` (hyper-parameters, variants), `gain`
+(the networks and the training loop), `imputer` (fit, fill, save/load as a 'gain' checkpoint),
+`evaluate` (RMSE on hidden cells).
 Importing this package does not import torch.
 """
 

@@ -26,7 +26,7 @@ MODEL_NAME = "gain"
 
 
 def _params(params=None, **overrides):
-    from gantools.impute.gain import DEFAULT_VARIANT, GainParams
+    from gantools.impute.params import DEFAULT_VARIANT, GainParams
 
     if params is None:
         return GainParams.for_variant(overrides.pop("variant", None) or DEFAULT_VARIANT, **overrides)

@@ -6,6 +6,7 @@ gantools.impute.gain, and the table's column schema travels in the checkpoint's 
 
 from __future__ import annotations
 
+from gantools.impute.params import DEFAULT_VARIANT, GainParams
 from gantools.registry import ModelSpec, register_model
 
 
@@ -21,13 +22,6 @@ def build_discriminator(hp: dict, data: dict):
     return build_networks(hp, data)[1]
 
 
-def _defaults() -> dict:
-    # The default variant's settings (gantools.impute.gain.VARIANTS["gantools"]; "paper" differs
-    # in drop_rate 0, kept_weight 1, hidden_mult 1), spelled out so the registry needs no torch.
-    return {"variant": "gantools", "iterations": 10000, "batch_size": 128, "hint_rate": 0.9, "alpha": 100.0,
-            "lr": 1e-3, "drop_rate": 0.3, "kept_weight": 0.5, "hidden_mult": 2.0}
-
-
 register_model(ModelSpec(
     name="gain",
     description="GAIN imputer for tables (Yoon et al. 2018): G and D MLPs over [data, mask] / [imputed, hint]",
@@ -35,6 +29,6 @@ register_model(ModelSpec(
     build_generator=build_generator,
     build_discriminator=build_discriminator,
     default_loss="gain",
-    defaults=_defaults(),
+    defaults=GainParams.for_variant(DEFAULT_VARIANT).as_dict(),
     trainer="gain",
 ))
