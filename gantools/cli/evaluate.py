@@ -133,7 +133,9 @@ def evaluate(
 
     per_class_result = None
     if per_class:
-        per_class_result = _per_class_fid(fake_set, real_set, options)
+        from gantools.metrics.fid import per_class_fid
+
+        per_class_result = per_class_fid(fake_set, real_set, str(device_))
 
     saved = None
     if stats_side is not None:
@@ -339,47 +341,6 @@ def _take(batches, total: int):
 
 
 # ----------------------------------------------------------------------------- per-class FID
-
-
-def _per_class_fid(fake, real, options) -> dict:
-    import numpy as np
-
-    from gantools.errors import GantoolsError
-    from gantools.metrics.fid import fid_from_stats
-
-    for label, side in (("FAKE", fake), ("REAL", real)):
-        if side.labels is None:
-            raise GantoolsError(f"--per-class: {label} ({side.source}) has no class labels "
-                                "(use class folders, a labelled .npz/.h5/IDX, a labelled stream or a "
-                                "conditional checkpoint)")
-    if fake.class_names and real.class_names:
-        pairs = [(c, fake.class_names.index(c), real.class_names.index(c))
-                 for c in real.class_names if c in fake.class_names]
-        if not pairs:
-            raise GantoolsError("--per-class: FAKE and REAL share no class name "
-                                f"(FAKE: {', '.join(fake.class_names[:5])}; REAL: {', '.join(real.class_names[:5])})")
-    else:
-        common = sorted(set(np.unique(fake.labels).tolist()) & set(np.unique(real.labels).tolist()))
-        names = fake.class_names or real.class_names
-        pairs = [(names[i] if i < len(names) else str(i), i, i) for i in common]
-    per: dict = {}
-    small = 0
-    for cname, fi, ri in pairs:
-        fmask, rmask = fake.labels == fi, real.labels == ri
-        if fmask.sum() < 2 or rmask.sum() < 2:
-            warn(f"--per-class: class {cname!r} has fewer than 2 images on one side; left out")
-            continue
-        f_sub = fake.subset(fmask, f"{fake.source}[{cname}]")
-        r_sub = real.subset(rmask, f"{real.source}[{cname}]")
-        small += int(min(f_sub.count, r_sub.count) < 2048)
-        per[cname] = {"fid": fid_from_stats(f_sub.fid_stats(options["device"]), r_sub.fid_stats(options["device"]),
-                                            f_sub.source, r_sub.source),
-                      "fake_count": f_sub.count, "real_count": r_sub.count}
-    if not per:
-        raise GantoolsError("--per-class: no class has at least 2 images on both sides")
-    if small:
-        warn(f"--per-class: {small} of {len(per)} classes have fewer than 2048 images on a side (biased FIDs)")
-    return {"mean": float(np.mean([v["fid"] for v in per.values()])), "classes": per}
 
 
 # ----------------------------------------------------------------------------- output

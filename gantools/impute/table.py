@@ -311,9 +311,9 @@ def write_table(table: Table, out: str | None, stdout=None) -> None:
     output_format(table, out)
     if out in (None, "-"):
         stream = stdout if stdout is not None else sys.stdout
-        data = table_bytes(table)
         if table.text is None and stream.isatty():
             raise UsageError("stdout is a terminal: give -o OUT.npy for the .npy table (or pipe it)")
+        data = table_bytes(table)
         if hasattr(stream, "buffer"):
             stream.flush()
             stream.buffer.write(data)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from gantools.errors import GantoolsError
+from gantools.log import warn
 from gantools.registry import MetricSpec, register_metric
 
 FEATURE_DIM = 2048
@@ -91,3 +92,41 @@ register_metric(MetricSpec(
     description="Fréchet Inception Distance (pool3, float64 mean/covariance); lower is better",
     compute=compute,
 ))
+
+
+def per_class_fid(fake, real, device: str = "cpu") -> dict:
+    """FID per class between two labelled FeatureSets, classes paired by name (else by index);
+    returns {"mean": ..., "classes": {name: {"fid", "fake_count", "real_count"}}}."""
+    for label, side in (("FAKE", fake), ("REAL", real)):
+        if side.labels is None:
+            raise GantoolsError(f"--per-class: {label} ({side.source}) has no class labels "
+                                "(use class folders, a labelled .npz/.h5/IDX, a labelled stream or a "
+                                "conditional checkpoint)")
+    if fake.class_names and real.class_names:
+        pairs = [(c, fake.class_names.index(c), real.class_names.index(c))
+                 for c in real.class_names if c in fake.class_names]
+        if not pairs:
+            raise GantoolsError("--per-class: FAKE and REAL share no class name "
+                                f"(FAKE: {', '.join(fake.class_names[:5])}; REAL: {', '.join(real.class_names[:5])})")
+    else:
+        common = sorted(set(np.unique(fake.labels).tolist()) & set(np.unique(real.labels).tolist()))
+        names = fake.class_names or real.class_names
+        pairs = [(names[i] if i < len(names) else str(i), i, i) for i in common]
+    per: dict = {}
+    small = 0
+    for cname, fi, ri in pairs:
+        fmask, rmask = fake.labels == fi, real.labels == ri
+        if fmask.sum() < 2 or rmask.sum() < 2:
+            warn(f"--per-class: class {cname!r} has fewer than 2 images on one side; left out")
+            continue
+        f_sub = fake.subset(fmask, f"{fake.source}[{cname}]")
+        r_sub = real.subset(rmask, f"{real.source}[{cname}]")
+        small += int(min(f_sub.count, r_sub.count) < 2048)
+        per[cname] = {"fid": fid_from_stats(f_sub.fid_stats(device), r_sub.fid_stats(device),
+                                            f_sub.source, r_sub.source),
+                      "fake_count": f_sub.count, "real_count": r_sub.count}
+    if not per:
+        raise GantoolsError("--per-class: no class has at least 2 images on both sides")
+    if small:
+        warn(f"--per-class: {small} of {len(per)} classes have fewer than 2048 images on a side (biased FIDs)")
+    return {"mean": float(np.mean([v["fid"] for v in per.values()])), "classes": per}
