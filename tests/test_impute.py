@@ -318,3 +318,24 @@ def test_evaluation_rmse_is_the_papers_definition(tmp_path):
         err = (mean - vals[hide[:, j]]) / (hi - lo + 1e-6)
         sq, n = sq + float((err ** 2).sum()), n + int(hide[:, j].sum())
     assert rep["rmse"]["mean"] == pytest.approx(np.sqrt(sq / n), rel=1e-9)
+
+
+def test_a_binary_table_is_not_written_to_a_terminal(tmp_path):
+    """.npy output without -o: refused when stdout is a terminal, before anything is encoded."""
+    import io
+
+    from gantools.errors import UsageError
+    from gantools.impute.table import output_format, read_table, write_table
+
+    p = tmp_path / "x.npy"
+    np.save(p, np.array([[1.0, np.nan], [2.0, 3.0]]))
+    table = read_table(str(p))
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    with pytest.raises(UsageError, match="stdout is a terminal"):
+        output_format(table, None, Terminal())
+    with pytest.raises(UsageError, match="give -o OUT.npy"):
+        write_table(table, "-", Terminal())

@@ -44,7 +44,6 @@ def impute(
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
-    import sys
     import time
 
     from gantools.errors import UsageError
@@ -82,9 +81,7 @@ def impute(
     if imputer is not None:
         imputer.check(table, model)
     if not evaluate:
-        output_format(table, out)  # a wrong -o is a usage error before any work
-        if out in (None, "-") and table.text is None and sys.stdout.isatty():
-            raise UsageError(f"stdout is a terminal: give -o OUT.{table.fmt} for the .{table.fmt} table (or pipe it)")
+        output_format(table, out)  # a wrong -o, or a binary table for a terminal: usage errors before any work
     dev = _device(device)
     name = "<stdin>" if data == "-" else data
     info(f"impute: {name}: {table.n_rows} rows x {table.n_cols} columns, "

@@ -277,11 +277,14 @@ def _pick_key(path: str, shapes: dict) -> str:
 # ------------------------------------------------------------------------------------ writing
 
 
-def output_format(table: Table, out: str | None) -> str:
-    """Check that `out` is in the input's format (tables are written as they were read)."""
+def output_format(table: Table, out: str | None, stdout=None) -> str:
+    """Check that `out` is in the input's format (tables are written as they were read) and that
+    binary tables do not go to a terminal (`stdout`: default sys.stdout)."""
     if out in (None, "-"):
         if table.fmt in ("npz", "h5"):
             raise UsageError(f"{table.source}: a .{table.fmt} table is written to a file: give -o OUT.{table.fmt}")
+        if table.text is None and (stdout if stdout is not None else sys.stdout).isatty():
+            raise UsageError(f"stdout is a terminal: give -o OUT.{table.fmt} for the .{table.fmt} table (or pipe it)")
         return table.fmt
     fmt = _SUFFIXES.get(Path(out).suffix.lower())
     same = fmt == table.fmt or (fmt in TEXT_FORMATS and table.fmt in TEXT_FORMATS)
@@ -308,11 +311,9 @@ def table_bytes(table: Table) -> bytes:
 
 def write_table(table: Table, out: str | None, stdout=None) -> None:
     """Write `table` to `out` (None or '-': stdout) atomically, in its own format."""
-    output_format(table, out)
+    output_format(table, out, stdout)
     if out in (None, "-"):
         stream = stdout if stdout is not None else sys.stdout
-        if table.text is None and stream.isatty():
-            raise UsageError("stdout is a terminal: give -o OUT.npy for the .npy table (or pipe it)")
         data = table_bytes(table)
         if hasattr(stream, "buffer"):
             stream.flush()
