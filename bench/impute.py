@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gantools.impute import evaluate, fit_columns, hide_mcar, infer_kinds, read_table  # noqa: E402
+from gantools.impute.evaluate import scaled_sq_errors  # noqa: E402
 from gantools.impute.schema import RANGE_EPS  # noqa: E402
 
 PAPER = {"letter": 0.1198, "spam": 0.0513}
@@ -48,15 +49,9 @@ ISSUE_PLAIN_LOOP = {"letter": 0.139, "spam": 0.053}
 def rmse(table, kinds, hide: np.ndarray, filled: np.ndarray) -> float:
     """The paper's RMSE of a filled numeric matrix over the hidden cells (integer columns rounded)."""
     cols = fit_columns(table, kinds)
-    sq, n = 0.0, 0
-    for j, c in enumerate(cols):
-        rows = np.flatnonzero(hide[:, j])
-        v = filled[rows, j]
-        v = np.round(v) if c.kind == "integer" else v
-        truth = table.parsed(j)[0][rows]
-        sq += float((((v - truth) / (c.hi - c.lo + RANGE_EPS)) ** 2).sum())
-        n += len(rows)
-    return math.sqrt(sq / n)
+    errors = [scaled_sq_errors(table, j, c, hide, np.round(filled[:, j]) if c.kind == "integer" else filled[:, j])
+              for j, c in enumerate(cols)]
+    return math.sqrt(float(np.concatenate(errors).mean()))
 
 
 def matrix(table, hide) -> np.ndarray:

@@ -48,6 +48,15 @@ def mean_imputation(table: Table, columns) -> dict:
     return out
 
 
+def scaled_sq_errors(table: Table, j: int, column, hide: np.ndarray, values) -> np.ndarray:
+    """Squared errors of numeric column `j`'s imputations on its hidden cells, each scaled by the
+    column's observed range: the terms of the GAIN paper's RMSE. `values`: the column's imputed
+    numbers for every row (or one number for all, as column means are)."""
+    rows = np.flatnonzero(hide[:, j])
+    guess = values[rows] if np.ndim(values) else values
+    return ((guess - table.parsed(j)[0][rows]) / (column.hi - column.lo + RANGE_EPS)) ** 2
+
+
 def evaluate(table: Table, miss_rate: float = 0.2, seed: int = 0, categorical: str | None = None,
              ignore: str | None = None, imputer=None, device: str = "cpu",
              progress: Callable[[int, int], None] | None = None, **params) -> dict:
@@ -76,18 +85,15 @@ def evaluate(table: Table, miss_rate: float = 0.2, seed: int = 0, categorical: s
     n_num = 0
     per_column = []
     for j in num:
-        rows = np.flatnonzero(hide[:, j])
-        if not len(rows):
+        if not hide[:, j].any():
             continue
         c = ref[j]
-        scale = c.hi - c.lo + RANGE_EPS
-        truth = table.parsed(j)[0][rows]
-        eg = ((values[j][rows] - truth) / scale) ** 2
-        em = ((base[j] - truth) / scale) ** 2
+        eg = scaled_sq_errors(table, j, c, hide, values[j])
+        em = scaled_sq_errors(table, j, c, hide, base[j])
         sq_gain += float(eg.sum())
         sq_mean += float(em.sum())
-        n_num += len(rows)
-        per_column.append({"name": c.name, "kind": c.kind, "hidden": int(len(rows)),
+        n_num += len(eg)
+        per_column.append({"name": c.name, "kind": c.kind, "hidden": int(len(eg)),
                            "rmse_gain": float(np.sqrt(eg.mean())), "rmse_mean": float(np.sqrt(em.mean()))})
     ok_gain = ok_mode = n_cat = 0
     for j in cat:
