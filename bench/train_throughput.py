@@ -2,8 +2,11 @@
 
 The reference is the loop most people write (PyTorch-GAN's dcgan.py style): a
 torchvision-style Dataset decoding PIL images with Resize/ToTensor/Normalize
-through a DataLoader, G step then D step with BCE, `.item()` each step. It uses
-the same networks (gantools' DCGAN G and D) so only the loop differs.
+through a DataLoader, G step then D step with BCE, `.item()` each step, and the
+DCGAN networks written as plain layers (pytorch/examples' dcgan): the same
+architecture, layer for layer, as gantools' `dcgan` at 32x32 with one channel.
+Both loops compute the same update: G's gradient through D before D's update
+(gantools' `--updates simultaneous`, dcgan's default), D's on the same fakes.
 
 Both run in this process, one after the other, on the same device, and the table
 prints images/s (real images consumed per second) and the ratio.
@@ -27,7 +30,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gantools.data.sources import _read_idx  # noqa: E402
-from gantools.models.dcgan import DCGANDiscriminator, DCGANGenerator  # noqa: E402
 from gantools.train import TrainConfig, Trainer  # noqa: E402
 
 
@@ -54,11 +56,43 @@ class MnistPIL(torch.utils.data.Dataset):
         return self.tf(Image.fromarray(self.images[i], mode="L")), 0
 
 
+class ReferenceG(nn.Module):
+    """DCGAN's generator at 32x32, one channel, as plain layers: z -> 4x4x256 -> ... -> 32x32x1."""
+
+    def __init__(self, z_dim: int = 100, ngf: int = 64):
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.ConvTranspose2d(z_dim, ngf * 4, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf, 1, 4, 2, 1, bias=False), nn.Tanh(),
+        )
+
+    def forward(self, z):
+        return self.main(z.view(z.shape[0], -1, 1, 1))
+
+
+class ReferenceD(nn.Module):
+    """DCGAN's discriminator at 32x32, one channel, as plain layers: 32x32x1 -> ... -> 4x4x256 -> logit."""
+
+    def __init__(self, ndf: int = 64):
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.Conv2d(1, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf * 4, 1, 4, 1, 0, bias=False),
+        )
+
+    def forward(self, x):
+        return self.main(x).flatten()
+
+
 def reference_nets(device):
     """The reference loop's networks, optimizers and loss."""
     torch.manual_seed(0)
-    G = DCGANGenerator(100, 1, 32, 64).to(device)
-    D = DCGANDiscriminator(1, 32, 64).to(device)
+    G = ReferenceG().to(device)
+    D = ReferenceD().to(device)
     opt_G = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_D = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
     return G, D, opt_G, opt_D, nn.BCEWithLogitsLoss()
@@ -114,6 +148,10 @@ def step_flops(data: str, device) -> tuple[float, float]:
         reference_step(nets, real)
     tr = Trainer(TrainConfig(model="dcgan", data=data, batch_size=64, device=str(device), steps=10**9,
                              sample_every=0, out="/tmp/gantools-bench-run", amp=False, cuda_graphs=False))
+    for ref_net, our_net in ((nets[0], tr.G), (nets[1], tr.D)):  # the same layers, or the comparison is void
+        shapes = [tuple(t.shape) for t in ref_net.state_dict().values()]
+        if shapes != [tuple(t.shape) for t in our_net.state_dict().values()]:
+            sys.exit(f"reference {type(ref_net).__name__} differs from gantools' dcgan: {shapes}")
     batches = tr.batch_source()
     tr.train_step(batches)
     with FlopCounterMode(display=False) as ours:

@@ -40,6 +40,7 @@ declare -gA _gantools_kind=(
     ['train --no-amp']=flag
     ['train --r1']='none'
     ['train --lr-schedule']='choice:constant linear'
+    ['train --updates']='choice:alternating simultaneous'
     ['train --dry-run']='flag'
     ['train -q']='flag'
     ['train --quiet']='flag'
@@ -160,7 +161,7 @@ declare -gA _gantools_kind=(
 )
 # Every option spelling of each command.
 declare -gA _gantools_opts=(
-    [train]='-d --data --steps --epochs -b --batch-size --lr-g --lr-d --betas --n-critic --loss --z-dim --ema --no-ema --ema-decay --seed --device -o --out --config --resume --sample-every --ckpt-every --keep --log-every --resolution --channels --compile --cuda-graphs --no-cuda-graphs --amp --no-amp --r1 --lr-schedule --dry-run -q --quiet -v --verbose -h --help'
+    [train]='-d --data --steps --epochs -b --batch-size --lr-g --lr-d --betas --n-critic --loss --z-dim --ema --no-ema --ema-decay --seed --device -o --out --config --resume --sample-every --ckpt-every --keep --log-every --resolution --channels --compile --cuda-graphs --no-cuda-graphs --amp --no-amp --r1 --lr-schedule --updates --dry-run -q --quiet -v --verbose -h --help'
     [sample]='-n --num -o --out --seed -b --batch-size --class --truncation --nrow --ema --no-ema --device -q --quiet -v --verbose -h --help'
     [info]='--json -q --quiet -v --verbose -h --help'
     [models]='--json -q --quiet -v --verbose -h --help'

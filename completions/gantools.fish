@@ -86,7 +86,7 @@ function __gantools_list -d 'complete the last item of a comma-separated list of
     end
 end
 
-set -g __gantools_valopts_train -d --data --steps --epochs -b --batch-size --lr-g --lr-d --betas --n-critic --loss --z-dim --ema-decay --seed --device -o --out --config --resume --sample-every --ckpt-every --keep --log-every --resolution --channels --compile --r1 --lr-schedule
+set -g __gantools_valopts_train -d --data --steps --epochs -b --batch-size --lr-g --lr-d --betas --n-critic --loss --z-dim --ema-decay --seed --device -o --out --config --resume --sample-every --ckpt-every --keep --log-every --resolution --channels --compile --r1 --lr-schedule --updates
 set -g __gantools_valopts_sample -n --num -o --out --seed -b --batch-size --class --truncation --nrow --device
 set -g __gantools_valopts_info 
 set -g __gantools_valopts_models 
@@ -136,6 +136,7 @@ complete -c gantools -n '__gantools_using train' -l amp -d 'bf16 autocast'
 complete -c gantools -n '__gantools_using train' -l no-amp -d 'bf16 autocast'
 complete -c gantools -n '__gantools_using train' -l r1 -x -d 'R1 penalty weight gamma on real data (Mescheder et al. 2018)'
 complete -c gantools -n '__gantools_using train' -l lr-schedule -x -a 'constant linear' -d 'constant, or linear (decay to 0 at the last step)'
+complete -c gantools -n '__gantools_using train' -l updates -x -a 'alternating simultaneous' -d 'alternating (G\'s gradient through the updated D) or simultaneous (G and D from one D pass, less work)'
 complete -c gantools -n '__gantools_using train' -l dry-run -d 'Print the resolved config and exit'
 complete -c gantools -n '__gantools_using train' -s q -l quiet -d 'Print nothing but results and errors'
 complete -c gantools -n '__gantools_using train' -s v -l verbose -d 'Print more detail on stderr'

@@ -28,7 +28,8 @@ from gantools.log import ProgressReporter, debug, info, warn
 from gantools.registry import LOSSES, MODELS
 
 # Keys of a model's registry defaults that configure training rather than the networks.
-TRAIN_KEYS = {"batch_size", "lr_g", "lr_d", "betas", "steps", "n_critic", "r1", "lr_schedule"}
+TRAIN_KEYS = {"batch_size", "lr_g", "lr_d", "betas", "steps", "n_critic", "r1", "lr_schedule", "updates"}
+UPDATES = ("alternating", "simultaneous")
 
 
 @dataclass
@@ -58,6 +59,10 @@ class TrainConfig:
     resolution: int | None = None
     channels: int | None = None
     lr_schedule: str | None = None  # "constant" or "linear": decay both learning rates to 0 at `steps`
+    # "alternating": G's gradient through D after D's update, from a second forward pass of D on the
+    # fakes; "simultaneous": G's and D's gradients from the same forward pass (D before its update,
+    # as PyTorch-GAN's loops do), one forward pass of D fewer per step
+    updates: str | None = None
     r1: float | None = None  # R1 penalty weight gamma (Mescheder et al. 2018): gamma/2 * E|grad D(x_real)|^2
     amp: bool | None = None  # bf16 autocast; default on for CUDA
     compile: str | None = None  # torch.compile G and D with this mode: default, reduce-overhead, max-autotune
@@ -204,6 +209,7 @@ def _resolve(cfg: TrainConfig, spec) -> TrainConfig:
     cfg.z_dim = cfg.z_dim or d.get("z_dim", 100)
     cfg.r1 = cfg.r1 if cfg.r1 is not None else d.get("r1", 0.0)
     cfg.lr_schedule = cfg.lr_schedule or d.get("lr_schedule", "constant")
+    cfg.updates = cfg.updates or d.get("updates", "alternating")
     for name, v, lo in (("--batch-size", cfg.batch_size, 1), ("--n-critic", cfg.n_critic, 1),
                         ("--z-dim", cfg.z_dim, 1), ("--keep", cfg.keep, 1), ("--log-every", cfg.log_every, 1)):
         if v < lo:
@@ -216,6 +222,8 @@ def _resolve(cfg: TrainConfig, spec) -> TrainConfig:
         raise UsageError(f"--r1 {cfg.r1}: must be at least 0")
     if cfg.lr_schedule not in ("constant", "linear"):
         raise UsageError(f"--lr-schedule {cfg.lr_schedule}: expected constant or linear")
+    if cfg.updates not in UPDATES:
+        raise UsageError(f"--updates {cfg.updates}: expected {' or '.join(UPDATES)}")
     if not 0 < cfg.ema_decay < 1:
         raise UsageError(f"--ema-decay {cfg.ema_decay}: must be in (0, 1)")
     return cfg
@@ -308,6 +316,7 @@ class Trainer:
         self.fixed_z = torch.from_numpy(latents(cfg.seed, 64, cfg.z_dim)).to(self.device)
 
         self.G_step, self.D_step = self.G, self.D
+        self.g_params, self.d_params = list(self.G.parameters()), list(self.D.parameters())
         if cfg.compile:
             self.G_step = torch.compile(self.G, mode=cfg.compile)
             self.D_step = torch.compile(self.D, mode=cfg.compile)
@@ -410,7 +419,7 @@ class Trainer:
     # ------------------------------------------------------------------ one step
 
     def train_step(self, batches) -> torch.Tensor:
-        """n_critic D steps then one G step; returns [loss_d, loss_g, d_real, d_fake] (no host sync)."""
+        """n_critic D updates and one G update; returns [loss_d, loss_g, d_real, d_fake] (no host sync)."""
         cfg, dev, k = self.cfg, self.device, self.cfg.n_critic
         if self.graph is not None:
             return self._replay(batches)
@@ -423,36 +432,45 @@ class Trainer:
 
     def _step_body(self, reals, z, eps) -> torch.Tensor:
         """The arithmetic of one step, on given real batches, latents and GP mixing weights.
-        Shared by the eager path and the CUDA graph (which captures exactly this)."""
-        cfg = self.cfg
+        Shared by the eager path and the CUDA graph (which captures exactly this).
+
+        G learns from the last critic step's fakes. With `updates = "simultaneous"` its gradient
+        comes through that step's forward pass of D (D's weights before the update), so D runs
+        on the fakes once per step instead of twice: about 9% of a DCGAN step's arithmetic.
+        Each backward pass is kept to its own network's weights (`inputs=`).
+        """
+        cfg, k = self.cfg, self.cfg.n_critic
+        simultaneous = cfg.updates == "simultaneous"
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp,
                                   cache_enabled=self.graph_mode is None)
-        self.D.requires_grad_(True)
         for j, (x, y) in enumerate(reals):
+            last = j == k - 1
+            shared = last and simultaneous
             real = self._prepare(x)
             if cfg.r1:
                 real.requires_grad_(True)
             with autocast:
-                fake = self.G_step(z[j], y)
+                with torch.set_grad_enabled(last):  # earlier critic steps' fakes never reach G
+                    fake = self.G_step(z[j], y)
                 out_real = self.D_step(real, y).float()
-                out_fake = self.D_step(fake.detach(), y).float()
+                out_fake = self.D_step(fake if shared else fake.detach(), y).float()
                 loss_d = self.loss.d_loss(out_real, out_fake)
+                if shared:
+                    loss_g = self.loss.g_loss(out_fake)
             if self.loss.gradient_penalty:
                 loss_d = loss_d + self.loss.gradient_penalty * self._gp(real.detach(), fake.detach(), y, eps[j])
             if cfg.r1:
                 (grad,) = torch.autograd.grad(out_real.sum(), real, create_graph=True)
                 loss_d = loss_d + cfg.r1 / 2 * grad.flatten(1).pow(2).sum(1).mean()
             self.opt_D.zero_grad(set_to_none=True)
-            loss_d.backward()
+            loss_d.backward(inputs=self.d_params, retain_graph=shared)
+            if shared:  # G's gradient before D's weights change under the saved activations
+                self._g_update(loss_g)
             self.opt_D.step()
-        # G step on the last critic step's fakes; D's weights need no gradients here
-        self.D.requires_grad_(False)
-        with autocast:
-            out_g = self.D_step(fake, y).float()
-            loss_g = self.loss.g_loss(out_g)
-        self.opt_G.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_G.step()
+        if not simultaneous:
+            with autocast:
+                loss_g = self.loss.g_loss(self.D_step(fake, y).float())
+            self._g_update(loss_g)
         if self.G_ema is not None:
             self._update_ema()
         with torch.no_grad():
@@ -460,6 +478,11 @@ class Trainer:
             d_real = torch.sigmoid(out_real).mean() if probs else out_real.mean()
             d_fake = torch.sigmoid(out_fake).mean() if probs else out_fake.mean()
             return torch.stack([loss_d.detach().float(), loss_g.detach().float(), d_real, d_fake])
+
+    def _g_update(self, loss_g: torch.Tensor) -> None:
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_g.backward(inputs=self.g_params)  # no gradients for D's weights
+        self.opt_G.step()
 
     def _gp(self, real, fake, y, eps):
         x_hat = (eps.view((-1,) + (1,) * (real.dim() - 1)) * real + (1 - eps.view((-1,) + (1,) * (real.dim() - 1))) * fake)
@@ -661,6 +684,7 @@ def resume(target: str, overrides: dict) -> Path:
     config = dict(ck.get("config") or {})
     if not config:
         raise GantoolsError(f"{path}: checkpoint has no training config to resume from")
+    config.setdefault("updates", "alternating")  # checkpoints from before the option trained this way
     config.update({k: v for k, v in overrides.items() if v is not None})
     if overrides.get("steps") is not None:
         config["epochs"] = None

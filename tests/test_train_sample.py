@@ -108,6 +108,49 @@ def test_resume_is_exact(tmp_path):
     assert [m["step"] for m in resumed["metrics"]] == [3, 6] and straight["metrics"][-1]["step"] == 6
 
 
+def _one_step(tmp_path: Path, name: str, **options) -> Trainer:
+    tr = Trainer(TrainConfig(model="dcgan", data="toy:shapes", batch_size=8, device="cpu", steps=1, seed=4,
+                             sample_every=0, out=str(tmp_path / name), hparams=dict(TINY_DCGAN), **options))
+    tr.train_step(tr.batch_source())
+    return tr
+
+
+def test_simultaneous_updates_take_g_through_d_before_its_update(tmp_path):
+    """`simultaneous`: G's step is the one it would take if D had not moved; `alternating`: through the moved D."""
+    simultaneous = _one_step(tmp_path, "s", updates="simultaneous")
+    d_frozen = _one_step(tmp_path, "f", updates="alternating", lr_d=0.0)
+    alternating = _one_step(tmp_path, "a", updates="alternating")
+    start = Trainer(TrainConfig(model="dcgan", data="toy:shapes", batch_size=8, device="cpu", steps=1, seed=4,
+                                sample_every=0, out=str(tmp_path / "0"), hparams=dict(TINY_DCGAN)))
+    g = {n: dict(t.G.named_parameters()) for n, t in
+         (("s", simultaneous), ("f", d_frozen), ("a", alternating), ("0", start))}
+    for k, w in g["s"].items():
+        torch.testing.assert_close(w, g["f"][k], rtol=0, atol=1e-6)
+    assert any(not torch.allclose(w, g["a"][k], rtol=0, atol=1e-6) for k, w in g["s"].items())
+    assert any(not torch.equal(w, g["0"][k]) for k, w in g["s"].items())  # G did move
+    # D moves the same way in both schemes (its step comes first or from the same pass)
+    for k, w in simultaneous.D.named_parameters():
+        torch.testing.assert_close(w, dict(alternating.D.named_parameters())[k], rtol=0, atol=1e-6)
+    assert simultaneous.cfg.updates == "simultaneous" and d_frozen.cfg.updates == "alternating"
+
+
+def test_updates_default_from_the_model_and_old_checkpoints_resume_alternating(tmp_path, cli):
+    from gantools.checkpoint import save_checkpoint
+
+    dc = Trainer(TrainConfig(model="dcgan", data="toy:shapes", device="cpu", sample_every=0,
+                             out=str(tmp_path / "d"), hparams=dict(TINY_DCGAN)))
+    gan = Trainer(TrainConfig(model="gan", data="toy:ring", device="cpu", sample_every=0, out=str(tmp_path / "g")))
+    assert (dc.cfg.updates, gan.cfg.updates) == ("simultaneous", "alternating")
+    ckpt = train(TrainConfig(model="dcgan", data="toy:shapes", batch_size=8, device="cpu", steps=1,
+                             sample_every=0, out=str(tmp_path / "old"), hparams=dict(TINY_DCGAN)))
+    old = load_checkpoint(ckpt)
+    del old["config"]["updates"]  # as written before the option existed
+    save_checkpoint(old, ckpt)
+    assert load_checkpoint(resume(str(ckpt), {"steps": 2}))["config"]["updates"] == "alternating"
+    r = cli("train", "dcgan", "--data", "toy:shapes", "--updates", "sometimes", "--dry-run")
+    assert r.code == 2 and "--updates sometimes" in r.err and r.err.count("\n") == 1
+
+
 def test_same_seed_same_images_whatever_the_batch_size(tiny_dcgan):
     ck = load_checkpoint(tiny_dcgan)
     a = list(generate_batches(ck, 12, seed=5, batch_size=12))

@@ -51,6 +51,7 @@ VALUE_KINDS: dict[str, str] = {
     "device": DEVICES,
     "compile": "choice:default reduce-overhead max-autotune",
     "lr_schedule": "choice:constant linear",
+    "updates": "choice:alternating simultaneous",
     "data": "data",
     "real": "data",
     "fake": "data",
@@ -82,6 +83,7 @@ METAVARS: dict[str, str] = {
     "resume": "RUNDIR|CKPT", "betas": "B1,B2", "seeds": "A,B,...", "metrics": "LIST", "class_": "CLASS",
     "class_path": "A:B", "save_stats": "FILE.npz", "inception_weights": "FILE", "device": "DEVICE",
     "loss": "LOSS", "model": "MODEL", "compile": "MODE", "lr_schedule": "SCHEDULE",
+    "updates": "SCHEME",
 }
 COMMAND_METAVARS: dict[tuple[str, str], str] = {
     ("impute", "data"): "DATA", ("impute", "model"): "FILE.pt", ("impute", "save_model"): "FILE.pt",

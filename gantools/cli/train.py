@@ -56,6 +56,7 @@ def train(
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast [default: on for CUDA, off for CPU]."),
     r1: Optional[float] = typer.Option(None, "--r1", help="R1 penalty weight gamma on real data (Mescheder et al. 2018) [default: the model's, else 0 (off)]."),
     lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="constant, or linear (decay to 0 at the last step) [default: the model's, else constant]."),
+    updates: Optional[str] = typer.Option(None, "--updates", help="alternating (G's gradient through the updated D) or simultaneous (G and D from one D pass, less work) [default: the model's, else alternating]."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
@@ -67,7 +68,7 @@ def train(
                    ema_decay=ema_decay, seed=seed, device=device, out=str(out) if out else None,
                    sample_every=sample_every, ckpt_every=ckpt_every, keep=keep, log_every=log_every, resolution=resolution,
                    channels=channels, compile=compile, amp=amp, lr_schedule=lr_schedule,
-                   cuda_graphs=cuda_graphs, r1=r1)
+                   cuda_graphs=cuda_graphs, r1=r1, updates=updates)
     if resume is not None:
         from gantools.train import resume as resume_run
 

@@ -38,7 +38,7 @@ class DCGANGenerator(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(z.view(z.shape[0], -1, 1, 1))
+        return self.net[1:](_dense_to_4x4(z.reshape(z.shape[0], -1), self.net[0].weight))
 
 
 def _norm(kind: str, ch: int) -> nn.Module:
@@ -67,7 +67,35 @@ class DCGANDiscriminator(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(x).flatten()
+        return _dense_from_4x4(self.net[:-1](x), self.net[-1].weight)
+
+
+# The first layer of G (a 4x4 transposed convolution of a 1x1 input) and the last of D (a 4x4
+# convolution of a 4x4 input down to 1x1) are fully connected layers in disguise. As one matrix
+# product they give the same numbers as the convolutions and, on the CPU (oneDNN), run 4-6x
+# faster forward and backward: about 4% of a DCGAN training step (bench/train_throughput.py).
+# The weights stay convolution weights, so checkpoints are unchanged.
+
+def _nhwc(t: torch.Tensor) -> torch.Tensor:
+    """A 4-D tensor as N x H x W x C: a view without a copy when `t` is channels_last."""
+    return t.permute(0, 2, 3, 1)
+
+
+def _dense_to_4x4(z: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """conv_transpose2d(z as N x Z x 1 x 1, weight Z x C x 4 x 4) as one matrix product."""
+    zdim, c = weight.shape[:2]
+    if weight.is_contiguous(memory_format=torch.channels_last):  # keep the model's layout
+        return (z @ _nhwc(weight).reshape(zdim, -1)).view(-1, 4, 4, c).permute(0, 3, 1, 2)
+    return (z @ weight.reshape(zdim, -1)).view(-1, c, 4, 4)
+
+
+def _dense_from_4x4(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """conv2d(x N x C x 4 x 4, weight 1 x C x 4 x 4).flatten() as one matrix-vector product."""
+    if x.shape[-2:] != (4, 4) or weight.shape[0] != 1:
+        raise ValueError(f"expected N x C x 4 x 4 features and a 1 x C x 4 x 4 kernel, got {tuple(x.shape)}, {tuple(weight.shape)}")
+    if x.is_contiguous():
+        return x.flatten(1) @ weight.flatten()
+    return _nhwc(x).reshape(x.shape[0], -1) @ _nhwc(weight).reshape(-1)
 
 
 def _init_weights(m: nn.Module) -> None:
@@ -99,5 +127,7 @@ register_model(ModelSpec(
     default_loss="ns",
     resolutions=RESOLUTIONS,
     defaults={"z_dim": 100, "ngf": 64, "ndf": 64, "d_norm": "auto", "batch_size": 64, "lr_g": 2e-4,
-              "lr_d": 2e-4, "betas": [0.5, 0.999], "steps": 5000},
+              "lr_d": 2e-4, "betas": [0.5, 0.999], "steps": 5000,
+              # G and D from one forward pass of D on the fakes, as PyTorch-GAN's dcgan.py: ~9% less work
+              "updates": "simultaneous"},
 ))
