@@ -8,7 +8,10 @@ architecture, layer for layer, as gantools' `dcgan` at 32x32 with one channel.
 Both loops compute the same update: G's gradient through D before D's update
 (gantools' `--updates simultaneous`, dcgan's default), D's on the same fakes.
 
-Both run in this process, one after the other, on the same device, and the table
+Both run on the same device, one after the other, each in a fresh Python process
+(started by this script) so that one loop's process-wide settings cannot help or
+hurt the other: the gantools loop sets malloc to reuse freed memory as `gantools`
+commands do (gantools.allocator), the reference runs with the defaults. The table
 prints images/s (real images consumed per second) and the ratio.
 
     python bench/train_throughput.py [--device cpu|cuda] [--steps 30] [--warmup 5]
@@ -18,6 +21,7 @@ prints images/s (real images consumed per second) and the ratio.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -196,11 +200,37 @@ def gantools_loop(data: str, device, steps: int, warmup: int, **options) -> floa
 
 VARIANTS = {
     "fp32": dict(amp=False, cuda_graphs=False),
+    "fp32-malloc-default": dict(amp=False, cuda_graphs=False),  # without gantools.allocator
     "bf16": dict(amp=True, cuda_graphs=False),
     "fp32+graphs": dict(amp=False, cuda_graphs=True),
     "bf16+graphs": dict(amp=True, cuda_graphs=True),
     "compile": dict(compile="default", cuda_graphs=False),
 }
+
+
+def run_one(args) -> float:
+    """One loop in this process (the child side of `--one`); returns images per second."""
+    device = torch.device(args.device)
+    if args.one == "reference":
+        return reference(_read_idx(next(Path(args.mnist).glob("train-images*"))), device, args.steps, args.warmup)
+    if args.one not in VARIANTS:
+        sys.exit(f"unknown variant {args.one!r}: expected one of {', '.join(VARIANTS)}")
+    if not args.one.endswith("malloc-default"):
+        from gantools.allocator import reuse_freed_memory
+
+        reuse_freed_memory()  # what every gantools command does first
+    warm = args.warmup + (20 if "compile" in args.one else 0)
+    return gantools_loop(args.mnist, device, args.steps, warm, **VARIANTS[args.one])
+
+
+def in_child(args, loop: str) -> float:
+    """Run `loop` in a fresh Python process; its images per second."""
+    cmd = [sys.executable, __file__, "--one", loop, "--device", args.device, "--steps", str(args.steps),
+           "--warmup", str(args.warmup), "--mnist", args.mnist]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"{loop} failed:\n{r.stderr}")
+    return float(r.stdout.split()[-1])
 
 
 def main() -> None:
@@ -211,12 +241,15 @@ def main() -> None:
     ap.add_argument("--mnist", default=str(ROOT.parent / "shared" / "datasets" / "mnist"))
     ap.add_argument("--variants", default="fp32,bf16")
     ap.add_argument("--repeat", type=int, default=1, help="alternating rounds; medians are reported")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one loop here, print its images/s
     args = ap.parse_args()
     device = torch.device(args.device)
     mnist = Path(args.mnist)
     if not mnist.exists():
         sys.exit(f"{mnist}: MNIST not found (pass --mnist)")
-    images = _read_idx(next(mnist.glob("train-images*")))
+    if args.one:
+        print(f"{run_one(args):.3f}")
+        return
     print(f"# dcgan 32x32, batch 64, MNIST; device {device} "
           f"({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; {args.steps} timed steps after {args.warmup}", flush=True)
@@ -226,10 +259,8 @@ def main() -> None:
     names = args.variants.split(",")
     runs: dict[str, list[float]] = {"reference": [], **{n: [] for n in names}}
     for r in range(args.repeat):
-        runs["reference"].append(reference(images, device, args.steps, args.warmup))
-        for name in names:
-            warm = args.warmup + (20 if "compile" in name else 0)
-            runs[name].append(gantools_loop(str(mnist), device, args.steps, warm, **VARIANTS[name]))
+        for loop in runs:
+            runs[loop].append(in_child(args, loop))
         print(f"# round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in runs.items()), flush=True)
     ref = float(np.median(runs["reference"]))
     print(f"{'loop':<48} {'img/s (median)':>14} {'ratio of medians':>17} {'paired ratio (median)':>22}")

@@ -55,13 +55,16 @@ VerboseOpt = typer.Option(False, "--verbose", "-v", help="Print more detail on s
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Decorator for command bodies: a GantoolsError becomes one line on stderr and its exit code.
 
-    It also applies -q/-v (keyword arguments `quiet` and `verbose`) and turns
-    Ctrl-C into exit 130.
+    It also applies -q/-v (keyword arguments `quiet` and `verbose`), sets malloc to reuse freed
+    memory (gantools.allocator: 5-10% of a CPU training step) and turns Ctrl-C into exit 130.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from gantools.allocator import reuse_freed_memory  # ctypes: imported only when a command runs
+
         set_verbosity(kwargs.get("quiet", False), kwargs.get("verbose", False))
+        reuse_freed_memory()
         try:
             return fn(*args, **kwargs)
         except GantoolsError as e:
