@@ -44,10 +44,12 @@ register_loss(LossSpec(
 ))
 
 
-def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor, labels=None) -> torch.Tensor:
-    """E[(||grad D(x_hat)||_2 - 1)^2] at random interpolates x_hat of real and fake samples."""
+def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor, labels=None,
+                     eps: torch.Tensor | None = None) -> torch.Tensor:
+    """E[(||grad D(x_hat)||_2 - 1)^2] at x_hat = eps * real + (1 - eps) * fake, with one mixing
+    weight per sample: `eps` (N values in [0, 1]) or, if None, drawn uniformly here."""
     shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-    eps = torch.rand(shape, device=real.device, dtype=real.dtype)
+    eps = torch.rand(shape, device=real.device, dtype=real.dtype) if eps is None else eps.view(shape)
     x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
     out = D(x_hat, labels)
     (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)

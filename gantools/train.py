@@ -25,6 +25,7 @@ from gantools.data import ImageSet, open_source
 from gantools.errors import GantoolsError, Interrupted, UsageError
 from gantools.generate import latents, resolve_device, to_uint8
 from gantools.log import ProgressReporter, debug, info, warn
+from gantools.losses import gradient_penalty
 from gantools.registry import LOSSES, MODELS
 
 # Keys of a model's registry defaults that configure training rather than the networks.
@@ -458,7 +459,7 @@ class Trainer:
                 if shared:
                     loss_g = self.loss.g_loss(out_fake)
             if self.loss.gradient_penalty:
-                loss_d = loss_d + self.loss.gradient_penalty * self._gp(real.detach(), fake.detach(), y, eps[j])
+                loss_d = loss_d + self.loss.gradient_penalty * gradient_penalty(self.D_step, real.detach(), fake.detach(), y, eps[j])
             if cfg.r1:
                 (grad,) = torch.autograd.grad(out_real.sum(), real, create_graph=True)
                 loss_d = loss_d + cfg.r1 / 2 * grad.flatten(1).pow(2).sum(1).mean()
@@ -483,13 +484,6 @@ class Trainer:
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward(inputs=self.g_params)  # no gradients for D's weights
         self.opt_G.step()
-
-    def _gp(self, real, fake, y, eps):
-        x_hat = (eps.view((-1,) + (1,) * (real.dim() - 1)) * real + (1 - eps.view((-1,) + (1,) * (real.dim() - 1))) * fake)
-        x_hat.requires_grad_(True)
-        out = self.D_step(x_hat, y)
-        (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
-        return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
 
     # ------------------------------------------------------------------ CUDA graphs
 

@@ -134,6 +134,30 @@ def test_simultaneous_updates_take_g_through_d_before_its_update(tmp_path):
     assert simultaneous.cfg.updates == "simultaneous" and d_frozen.cfg.updates == "alternating"
 
 
+def test_gradient_penalty_of_a_linear_critic():
+    """D(x) = w.x has gradient w everywhere: the penalty is (|w| - 1)^2 at any interpolate."""
+    from gantools.losses import gradient_penalty
+
+    w = torch.tensor([2.0, -1.0, 2.0])  # |w| = 3
+    critic = lambda x, labels=None: x.flatten(1) @ w  # noqa: E731
+    real, fake = torch.randn(16, 3), torch.randn(16, 3)
+    assert gradient_penalty(critic, real, fake).item() == pytest.approx(4.0)
+    assert gradient_penalty(critic, real, fake, eps=torch.rand(16)).item() == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("updates", ["alternating", "simultaneous"])
+def test_wgan_gp_makes_n_critic_d_updates_per_g_update(tmp_path, updates):
+    tr = Trainer(TrainConfig(model="dcgan", data="toy:shapes", batch_size=8, device="cpu", steps=2, loss="wgan-gp",
+                             sample_every=0, out=str(tmp_path / "run"), hparams=dict(TINY_DCGAN), updates=updates))
+    assert tr.cfg.n_critic == 5  # the loss's default
+    batches = tr.batch_source()
+    out = torch.stack([tr.train_step(batches) for _ in range(2)])
+    assert torch.isfinite(out).all()
+    d_steps = {int(st["step"]) for st in tr.opt_D.state_dict()["state"].values()}
+    g_steps = {int(st["step"]) for st in tr.opt_G.state_dict()["state"].values()}
+    assert (d_steps, g_steps) == ({10}, {2})
+
+
 def test_updates_default_from_the_model_and_old_checkpoints_resume_alternating(tmp_path, cli):
     from gantools.checkpoint import save_checkpoint
 
