@@ -1,7 +1,7 @@
 """`gantools evaluate` end to end: the shell pipe, --json, statistics files, --per-class, bad inputs.
 
 Inception runs on the CPU at a few images a second on a shared 2-core machine,
-so every test feeds it only a handful of 32x32 images (48 passes in the file);
+so every test feeds it only a handful of 32x32 images (a few dozen passes in the file);
 the metric math itself is tested on constructed data in test_metrics.py.
 """
 
@@ -107,6 +107,21 @@ def test_table_output_and_first_n_images(cli, sets, tmp_path):
     assert "(2 images)" in rows["FAKE"] and "statistics of 100 images" in rows["REAL"]
     assert rows["network"] == inception.NETWORK_ID
     assert "rank-deficient" in r.err and "rank-deficient" not in r.text  # shown even with -q, on stderr
+
+
+def test_python_api_is_the_cli_code_path(cli, sets):
+    """gantools.metrics.evaluate.evaluate returns the very report `gantools evaluate --json` prints."""
+    from gantools.errors import UsageError
+    from gantools.metrics.evaluate import evaluate
+
+    api = evaluate(str(sets["x"]), str(sets["y"]), ["fid", "kid"], kid_subsets=5, device="cpu")
+    shell = _json(cli("evaluate", sets["x"], "--real", sets["y"], "-m", "fid,kid", "--kid-subsets", "5",
+                      "--device", "cpu", "--json"))
+    assert json.loads(json.dumps(api["metrics"])) == shell["metrics"]
+    assert api["settings"] == shell["settings"] and api["network"] == shell["network"]
+    assert api["fake"]["count"] == api["real"]["count"] == N
+    with pytest.raises(UsageError, match="unknown metric"):
+        evaluate(str(sets["x"]), str(sets["y"]), ["fidd"])
 
 
 # ----------------------------------------------------------------------------- statistics files
