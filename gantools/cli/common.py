@@ -56,7 +56,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Decorator for command bodies: a GantoolsError becomes one line on stderr and its exit code.
 
     It also applies -q/-v (keyword arguments `quiet` and `verbose`), sets malloc to reuse freed
-    memory (gantools.allocator: 5-10% of a CPU training step) and turns Ctrl-C into exit 130.
+    memory (gantools.allocator: about 4% of a CPU training step) and turns Ctrl-C into exit 130.
     """
 
     @functools.wraps(fn)

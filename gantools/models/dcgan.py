@@ -73,7 +73,7 @@ class DCGANDiscriminator(nn.Module):
 # The first layer of G (a 4x4 transposed convolution of a 1x1 input) and the last of D (a 4x4
 # convolution of a 4x4 input down to 1x1) are fully connected layers in disguise. As one matrix
 # product they give the same numbers as the convolutions and, on the CPU (oneDNN), run 4-6x
-# faster forward and backward: about 4% of a DCGAN training step (bench/train_throughput.py).
+# faster forward and backward: about 3% of a DCGAN training step on the CPU (bench/RESULTS.md).
 # The weights stay convolution weights, so checkpoints are unchanged.
 
 def _nhwc(t: torch.Tensor) -> torch.Tensor:
