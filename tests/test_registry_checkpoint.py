@@ -39,6 +39,37 @@ def test_losses_have_the_right_optimum_direction():
         assert spec.g_loss(real) < spec.g_loss(fake), name
 
 
+def test_loss_values_are_the_published_formulas():
+    """Each loss at a few D outputs against its paper's formula, written with math (not torch)."""
+    import math
+
+    real = [2.0, -0.5, 0.3]
+    fake = [-1.5, 0.7, 4.0]
+    sig = [1 / (1 + math.exp(-v)) for v in (*real, *fake)]
+    s_real, s_fake = sig[:3], sig[3:]
+
+    def mean(xs):
+        return sum(xs) / len(xs)
+
+    want = {  # name: (D loss, G loss)
+        "ns": (mean([-math.log(p) for p in s_real]) + mean([-math.log(1 - q) for q in s_fake]),
+               mean([-math.log(q) for q in s_fake])),
+        "minimax": (mean([-math.log(p) for p in s_real]) + mean([-math.log(1 - q) for q in s_fake]),
+                    mean([math.log(1 - q) for q in s_fake])),
+        "lsgan": (0.5 * mean([(r - 1) ** 2 for r in real]) + 0.5 * mean([f ** 2 for f in fake]),
+                  0.5 * mean([(f - 1) ** 2 for f in fake])),
+        "hinge": (mean([max(0.0, 1 - r) for r in real]) + mean([max(0.0, 1 + f) for f in fake]),
+                  -mean(fake)),
+        "wgan-gp": (mean(fake) - mean(real), -mean(fake)),
+    }
+    assert set(want) == set(LOSSES.names())  # a new loss needs its formula here
+    r, f = torch.tensor(real, dtype=torch.float64), torch.tensor(fake, dtype=torch.float64)
+    for name, (d_want, g_want) in want.items():
+        spec = LOSSES.get(name)
+        assert float(spec.d_loss(r, f)) == pytest.approx(d_want, rel=1e-12), name
+        assert float(spec.g_loss(f)) == pytest.approx(g_want, rel=1e-12), name
+
+
 def test_checkpoint_round_trip_and_info(tiny_dcgan, cli):
     data = ck.load_checkpoint(tiny_dcgan)
     assert data["format"] == ck.FORMAT and data["version"] == ck.VERSION
