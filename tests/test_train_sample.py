@@ -26,14 +26,15 @@ from gantools.train import TrainConfig, Trainer, resume, train
 
 
 def test_gan_covers_the_ring_modes(tmp_path):
-    """The usual mode-coverage measure on toy:ring: >= 7 of 8 modes, >= 70% of samples within 3 std."""
+    """The README's promise on toy:ring: all 8 modes, about 90% of samples within 3 std (85% here:
+    the recipe gave 89-91% on seeds 0-5; this is seed 0's run, judged on a fresh sample)."""
     ckpt = train(TrainConfig(model="gan", data="toy:ring", device="cpu", out=str(tmp_path / "run"),
                              sample_every=0))
     ck = load_checkpoint(ckpt)
     x = torch.cat([b[0] for b in generate_batches(ck, 2000, seed=123)]).numpy()
     modes, quality = toy.mode_coverage(x, toy.ring_centers(), toy.RING_STD)
-    assert modes >= 7, (modes, quality)
-    assert quality >= 0.70, (modes, quality)
+    assert modes == 8, (modes, quality)
+    assert quality >= 0.85, (modes, quality)
 
 
 def _tiny_config(tmp_path: Path) -> Path:
@@ -182,7 +183,10 @@ def test_same_seed_same_images_whatever_the_batch_size(tiny_dcgan):
     za, zb = a[0][2], np.concatenate([x[2] for x in b])
     assert np.array_equal(za, zb)
     ia, ib = a[0][0].int(), torch.cat([x[0] for x in b]).int()
-    assert (ia - ib).abs().max() <= 1  # eval-mode BN: batch-independent up to kernel rounding
+    # eval-mode BN: batch-independent up to the order of float sums (it follows batch size and
+    # threads), which moves a rare pixel across a rounding boundary by one level (README)
+    assert (ia - ib).abs().max() <= 1
+    assert (ia != ib).float().mean() < 1e-3
     one = next(generate_batches(ck, 1, seed=5))
     assert np.array_equal(one[2][0], za[0])
 
@@ -192,14 +196,35 @@ def test_sample_on_a_terminal_without_o_asks_for_it(tiny_dcgan, cli):
     assert r.code == 2 and "give -o" in r.err and r.out == b""
 
 
-def test_non_finite_loss_stops_with_exit_1_and_keeps_last_good(cli, tmp_path):
-    r = cli("train", "gan", "--data", "toy:ring", "--steps", "200", "--lr-d", "1e12", "--lr-g", "1e12",
-            "--ckpt-every", "1", "--out", tmp_path / "run", "--device", "cpu")
+def test_non_finite_loss_stops_with_exit_1_and_keeps_last_good(cli, tmp_path, monkeypatch):
+    """Weights turn NaN at step 6 (D's loss is poisoned there): the run stops with one line naming
+    the last good checkpoint, which, like every kept checkpoint and last.pt, holds finite weights."""
+    import dataclasses
+
+    from gantools.registry import LOSSES
+
+    ns = LOSSES.get("ns")
+    calls = {"n": 0}
+
+    def poisoned_d_loss(real, fake):
+        calls["n"] += 1
+        loss = ns.d_loss(real, fake)
+        return loss * float("nan") if calls["n"] >= 6 else loss
+
+    monkeypatch.setitem(LOSSES._entries, "ns", dataclasses.replace(ns, d_loss=poisoned_d_loss))
+    r = cli("train", "gan", "--data", "toy:ring", "--steps", "50", "--loss", "ns", "--log-every", "1",
+            "--ckpt-every", "1", "--keep", "2", "--out", tmp_path / "run", "--device", "cpu")
     assert r.code == 1, r.err
     assert "non-finite" in r.err and r.err.strip().count("\n") == 0 and r.out == b""
-    ckpts = sorted((tmp_path / "run" / "checkpoints").glob("step-*.pt"))
-    for p in ckpts:  # whatever was kept is finite
-        assert all(torch.isfinite(v).all() for v in load_checkpoint(p)["state"]["G"].values())
+    run = tmp_path / "run" / "checkpoints"
+    assert "step-000005.pt" in r.err  # steps 1-5 were good; step 6 made the weights NaN
+    ckpts = sorted(run.glob("step-*.pt"))
+    assert [p.name for p in ckpts] == ["step-000004.pt", "step-000005.pt"]
+    for p in [*ckpts, run / "last.pt"]:
+        ck = load_checkpoint(p)
+        assert ck["step"] <= 5
+        for part in ("G", "D"):
+            assert all(torch.isfinite(v).all() for v in ck["state"][part].values()), (p, part)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
