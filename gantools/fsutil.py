@@ -1,55 +1,203 @@
-"""Atomic output: write to a temporary name beside the target, rename on success.
+"""Atomic output: a file is written under a temporary name beside it and renamed on success;
+a folder receives one command's files as a whole, beside files gantools did not write.
 
-A failed or interrupted command leaves no half-written file or folder behind.
+A failed or interrupted command leaves no half-written file behind and never touches a file
+gantools did not write.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
+import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from gantools.errors import GantoolsError
+
+MANIFEST = ".gantools-manifest.json"
+MANIFEST_FORMAT = "gantools-output-folder"
+
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it onto `target` if the block succeeds.
 
-    For a folder (`is_dir=True`) an existing target folder is replaced as a whole.
-    On any exception the temporary file or folder is removed and the target is untouched.
+    On any exception the temporary file is removed and the target is untouched.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{target.name}.tmp-"
-    if is_dir:
-        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
-        os.chmod(tmp, 0o755 & ~_umask())  # mkdtemp makes 0700; a published folder gets the usual mode
-    else:
-        fd, name = tempfile.mkstemp(prefix=prefix, suffix=target.suffix, dir=target.parent)
-        os.close(fd)
-        tmp = Path(name)
+    tmp = _temporary(target.parent, target.name, "tmp")
     try:
         yield tmp
-        if is_dir:
-            if target.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-                os.replace(target, old / "x")
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-        else:
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, target)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
     except BaseException:
-        if is_dir:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+class OutputFolder:
+    """A folder that receives one command's files as a whole, next to files gantools did not write.
+
+    `.gantools-manifest.json` in the folder lists the files gantools wrote there (name, size,
+    modification time) and their `kind`. A folder holding anything else (a file not listed, or a
+    listed file changed since) is refused unless `overwrite`; even then those files are never
+    touched, and writing a file of the same name is refused. Gantools' own earlier output of the
+    same kind is refused unless `overwrite`, which replaces it. New files are written under
+    temporary names (`path(name)`); `commit()` puts all of them in place, removes the earlier
+    output's other files and writes the manifest, or on any error leaves the folder as it was;
+    `discard()` removes the temporaries. No folder is renamed, so `.` works.
+    """
+
+    def __init__(self, folder: str | os.PathLike, kind: str, overwrite: bool = False):
+        self.folder, self.kind = Path(folder), kind
+        self._shown = self.folder if self.folder.name not in ("", "..") else self.folder.resolve()
+        self._created = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
+        if self.folder.exists() and not self.folder.is_dir():
+            raise GantoolsError(f"{self._shown}: exists and is not a folder")
+        self._ours, self._others = self._read_contents() if self.folder.exists() else ({}, set())
+        self._new: dict[str, Path] = {}  # name -> its temporary
+        self._temps: list[Path] = []  # every temporary made, removed at the end
+        if not overwrite and self._others:
+            example = sorted(self._others)[0]
+            raise GantoolsError(
+                f"{self._shown}: holds files gantools did not write (e.g. {example}); choose a new or empty "
+                "folder, or give --overwrite to write beside them (they are never touched)")
+        if not overwrite and self._ours:
+            raise GantoolsError(f"{self._shown}: holds {len(self._ours)} file(s) of an earlier gantools run; "
+                                "give --overwrite to replace them, or choose another folder")
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def _read_contents(self) -> tuple[dict[str, dict], set[str]]:
+        """Split the folder's entries into gantools' own earlier files (per the manifest) and others."""
+        names = set(os.listdir(self.folder)) - {MANIFEST}
+        listed = self._read_manifest() if (self.folder / MANIFEST).exists() else {}
+        ours = {n: st for n, st in listed.items() if n in names and _stat(self.folder / n) == st}
+        return ours, names - set(ours)
+
+    def _read_manifest(self) -> dict[str, dict]:
+        path = self.folder / MANIFEST
+        try:
+            m = json.loads(path.read_text(encoding="utf-8"))
+            kind, files = m["kind"], m["files"]
+            ok = m["format"] == MANIFEST_FORMAT and all(
+                _plain_name(n) and set(st) == {"size", "mtime_ns"} for n, st in files.items())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            ok = False
+        if not ok:
+            raise GantoolsError(f"{path}: not a gantools manifest, so the files of {self._shown} cannot be "
+                                "told apart; choose another folder")
+        if kind != self.kind:
+            raise GantoolsError(f"{self._shown}: holds gantools' {kind} output, not {self.kind}; "
+                                "choose another folder")
+        return files
+
+    def path(self, name: str) -> Path:
+        """A temporary path in the folder to write the file `name` to; it takes that name on commit."""
+        if not _plain_name(name) or name in self._new:
+            raise ValueError(f"{name!r}: not a new plain file name")
+        if name in self._others:
+            raise GantoolsError(f"{self.folder / name}: gantools did not write this file (or it changed "
+                                "since) and will not replace it; choose another folder")
+        self._new[name] = self._temporary(name)
+        return self._new[name]
+
+    def commit(self) -> None:
+        """Put the new files in place, remove the earlier output's other files, write the manifest.
+
+        On any error (or Ctrl-C) the folder is left as it was.
+        """
+        try:
+            self._publish()
+        except BaseException:
+            self.discard()
+            raise
+        self._remove_temporaries()  # now the earlier output, moved aside
+
+    def _publish(self) -> None:
+        mode = 0o666 & ~_umask()
+        files = {}
+        for name, tmp in self._new.items():
+            os.chmod(tmp, mode)
+            files[name] = _stat(tmp)  # a rename keeps size and modification time
+        manifest = self._temporary(MANIFEST)
+        manifest.write_text(json.dumps({
+            "format": MANIFEST_FORMAT, "version": 1, "kind": self.kind, "gantools_version": _version(),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "files": files,
+        }, indent=1) + "\n", encoding="utf-8")
+        os.chmod(manifest, mode)
+        done: list[tuple[Path, Path]] = []  # renames made, undone in reverse on any error
+        try:
+            for name in sorted(self._ours):  # the earlier output goes aside
+                aside = self._temporary(name, "old")
+                os.replace(self.folder / name, aside)
+                done.append((self.folder / name, aside))
+            for name, tmp in self._new.items():
+                if os.path.lexists(self.folder / name):
+                    raise GantoolsError(f"{self.folder / name}: appeared while gantools was writing; "
+                                        "nothing was written")
+                os.replace(tmp, self.folder / name)
+                done.append((tmp, self.folder / name))
+            os.replace(manifest, self.folder / MANIFEST)  # the new output is complete
+        except BaseException:
+            for src, dst in reversed(done):
+                os.replace(dst, src)
+            raise
+
+    def discard(self) -> None:
+        """Remove the temporaries (and the folders this created); the folder stays as it was."""
+        self._remove_temporaries()
+        for d in self._created:
+            with contextlib.suppress(OSError):
+                d.rmdir()  # only when empty
+
+    def _temporary(self, name: str, tag: str = "tmp") -> Path:
+        tmp = _temporary(self.folder, name, tag)
+        self._temps.append(tmp)
+        return tmp
+
+    def _remove_temporaries(self) -> None:
+        for tmp in self._temps:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-        raise
+        self._temps.clear()
+        self._new.clear()
+
+    def __enter__(self) -> "OutputFolder":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+def _temporary(folder: Path, name: str, tag: str) -> Path:
+    """A new empty hidden file `.NAME.TAG-XXXX` in `folder` (same suffix as NAME)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.{tag}-", suffix=Path(name).suffix, dir=folder)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _stat(path: Path) -> dict:
+    st = os.lstat(path)
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _plain_name(name) -> bool:
+    return isinstance(name, str) and name not in ("", ".", "..", MANIFEST) and "/" not in name \
+        and os.sep not in name and (not os.altsep or os.altsep not in name)
+
+
+def _version() -> str:
+    from gantools import __version__
+
+    return __version__
 
 
 def _umask() -> int:

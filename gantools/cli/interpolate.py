@@ -35,6 +35,7 @@ def interpolate(
     class_path: Optional[str] = typer.Option(None, "--class-path", help="Conditional models that embed labels: interpolate the class embedding from class A to B (A:B) at a fixed z."),
     truncation: Optional[float] = typer.Option(None, help="Draw endpoints from the normal truncated to [-T, T]."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output: x.png, x.gif, folder, x.npz, x.h5 or - (stream)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace gantools' own earlier output in a folder OUT (files it did not write are never touched)."),
     fps: float = typer.Option(12.0, help="Frames per second of a GIF."),
     zoom: int = typer.Option(1, help="Enlarge .png and .gif pictures by this integer factor (nearest neighbour)."),
     batch_size: int = typer.Option(256, "--batch-size", "-b", help="Frames generated per forward pass."),
@@ -104,7 +105,7 @@ def interpolate(
     target = require_output_or_pipe(out, "frames")
     info(f"interpolate: {len(p.rows)} row(s) x {p.frames_per_row} frames ({'slerp' if slerp else 'lerp'}"
          f"{', class path' if pair else ''}) -> {target}")
-    _write(p, render(G, p, batch_size, device_), target, fps, loop, zoom, class_names)
+    _write(p, render(G, p, batch_size, device_), target, fps, loop, zoom, class_names, overwrite)
 
 
 def _class_index(value: Optional[str], class_names: list, num_classes: int, flag: str = "--class"):
@@ -123,7 +124,8 @@ def _class_index(value: Optional[str], class_names: list, num_classes: int, flag
     return index
 
 
-def _write(p, batches, out: str, fps: float, loop: bool, zoom_: int, class_names: list) -> None:
+def _write(p, batches, out: str, fps: float, loop: bool, zoom_: int, class_names: list,
+           overwrite: bool) -> None:
     """Send the frames to OUT: a grid, a GIF of side-by-side rows, frames, arrays or the stream."""
     import numpy as np
 
@@ -135,7 +137,7 @@ def _write(p, batches, out: str, fps: float, loop: bool, zoom_: int, class_names
     labels = p.labels()
     extra = {k: v for k, v in arrays.items() if k != "z"}
     with ImageWriter(out, nrow=p.frames_per_row, class_names=class_names, extra=extra, fps=fps,
-                     loop=loop) as writer:
+                     loop=loop, overwrite=overwrite) as writer:
         if kind in ("png", "gif"):
             frames = np.concatenate(list(batches))
             if kind == "gif":

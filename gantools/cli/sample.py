@@ -23,6 +23,7 @@ def sample(
     ckpt: Path = typer.Argument(..., help="A gantools checkpoint (.pt).", show_default=False),
     n: int = typer.Option(64, "-n", "--num", help="Number of samples."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output: folder, x.png, x.npz, x.h5 or - (stream)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace gantools' own earlier output in a folder OUT (files it did not write are never touched)."),
     seed: int = typer.Option(0, help="Seed of the latents (the same seed gives the same images at any batch size)."),
     batch_size: int = typer.Option(256, "--batch-size", "-b", help="Images generated per forward pass."),
     class_: Optional[str] = typer.Option(None, "--class", help="Class index or name for conditional models [default: random]."),
@@ -42,19 +43,20 @@ def sample(
     G = load_generator(ck, device_, ema)
     batches = generate_batches(ck, n, seed, batch_size, device_, class_index, truncation, ema, G=G)
     if ck["data"]["kind"] == "image":
-        _write_images(batches, require_output_or_pipe(out, "images"), nrow, ck["data"].get("class_names") or [])
+        _write_images(batches, require_output_or_pipe(out, "images"), nrow, ck["data"].get("class_names") or [],
+                      overwrite)
     else:
         _write_vectors(batches, out)
 
 
-def _write_images(batches, out: str, nrow: int, class_names: list) -> None:
+def _write_images(batches, out: str, nrow: int, class_names: list, overwrite: bool) -> None:
     from gantools.data.writers import ImageWriter, output_kind
 
     if output_kind(out) == "gif":
         from gantools.errors import UsageError
 
         raise UsageError(f"{out}: sample writes a folder, .png, .npz, .h5 or -; GIFs come from `gantools interpolate`")
-    with ImageWriter(out, nrow=nrow, class_names=class_names) as writer:
+    with ImageWriter(out, nrow=nrow, class_names=class_names, overwrite=overwrite) as writer:
         for images, labels, z in batches:
             writer.write(images.permute(0, 2, 3, 1).numpy(), labels, z)
 

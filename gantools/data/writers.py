@@ -1,13 +1,13 @@
 """Write generated images to every output kind: a folder, a PNG grid, .npz, .h5, or the stream.
 
-`open_writer(out, ...)` picks the kind from OUT ('-' is the stream on stdout);
+`ImageWriter(out, ...)` picks the kind from OUT ('-' is the stream on stdout);
 writers take uint8 NHWC batches and publish atomically on `close()`, so an
-error leaves no half-written output behind.
+error leaves no half-written output behind. A folder is a `fsutil.OutputFolder`:
+files gantools did not write there are never touched.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from pathlib import Path
 from typing import BinaryIO
@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from gantools.errors import UsageError
-from gantools.fsutil import atomic_path
+from gantools.fsutil import OutputFolder, atomic_path
 
 OUTPUT_KINDS = "a folder, x.png (grid), x.gif, x.npz, x.h5 or - (the image stream)"
 
@@ -59,20 +59,20 @@ class ImageWriter:
 
     def __init__(self, out: str, nrow: int = 8, class_names: list[str] | None = None,
                  extra: dict | None = None, fps: float = 12.0, loop: bool = True,
-                 stdout: BinaryIO | None = None):
+                 stdout: BinaryIO | None = None, overwrite: bool = False):
         self.out, self.kind, self.nrow = out, output_kind(out), nrow
         self.class_names = class_names or []
         self.extra = dict(extra or {})  # more arrays for npz/h5 (e.g. interpolation fractions)
         self.fps, self.loop = fps, loop  # GIF: frames per second, loop forever or play once
         self.count = 0
         self._batches: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
-        self._stack = contextlib.ExitStack()
         if self.kind == "stream":
             from gantools.data.stream import StreamWriter
 
             self._stream = StreamWriter(stdout or sys.stdout.buffer, self.class_names)
         elif self.kind == "folder":
-            self._dir = self._stack.enter_context(atomic_path(out, is_dir=True))
+            # overwrite: replace gantools' own earlier images there (see OutputFolder)
+            self._folder = OutputFolder(out, "images", overwrite)
 
     def write(self, images: np.ndarray, labels: np.ndarray | None = None, z: np.ndarray | None = None) -> None:
         """Add a batch of uint8 NHWC images with optional labels and latents."""
@@ -80,7 +80,7 @@ class ImageWriter:
             self._stream.write(images, labels, z)
         elif self.kind == "folder":
             for i, img in enumerate(images):
-                _to_pil(img).save(self._dir / f"{self.count + i:06d}.png", compress_level=1)
+                _to_pil(img).save(self._folder.path(f"{self.count + i:06d}.png"), format="PNG", compress_level=1)
         else:
             self._batches.append((images, labels, z))
         self.count += len(images)
@@ -92,12 +92,12 @@ class ImageWriter:
         return images, labels, z
 
     def close(self) -> None:
-        """Publish the output (rename the temporary file or folder into place)."""
+        """Publish the output (rename the temporary file or the folder's new files into place)."""
         if self.kind == "stream":
             self._stream.close()
             return
         if self.kind == "folder":
-            self._stack.close()
+            self._folder.commit()
             return
         images, labels, z = self._gathered()
         with atomic_path(self.out) as tmp:
@@ -139,8 +139,7 @@ class ImageWriter:
     def abort(self) -> None:
         """Discard what was written (the stream cannot be taken back; it is left unterminated)."""
         if self.kind == "folder":
-            with contextlib.suppress(Exception):
-                self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
+            self._folder.discard()
 
     def __enter__(self) -> "ImageWriter":
         return self
