@@ -244,7 +244,7 @@ def test_folder_npz_h5_outputs(cli, tiny_dcgan, tmp_path):
 
     common = ["--seeds", "1,2", "--steps", 4, "--loop", "--device", "cpu"]
     assert cli("interpolate", tiny_dcgan, *common, "-o", tmp_path / "frames").code == 0
-    assert sorted(os.listdir(tmp_path / "frames")) == [f"{i:06d}.png" for i in range(6)]
+    assert sorted(os.listdir(tmp_path / "frames")) == [".gantools-manifest.json"] + [f"{i:06d}.png" for i in range(6)]
     assert cli("interpolate", tiny_dcgan, *common, "-o", tmp_path / "w.npz").code == 0
     assert cli("interpolate", tiny_dcgan, *common, "-o", tmp_path / "w.h5").code == 0
     n = _npz(tmp_path / "w.npz")

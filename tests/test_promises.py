@@ -1,0 +1,108 @@
+"""README promises that had no test: Ctrl-C exits 130 leaving nothing half-written (sample, impute,
+evaluate --save-stats), --truncation, impute's --header/--no-header."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+    """`gantools ARGS` in a subprocess that takes Ctrl-C as a terminal would deliver it (SIGINT at its
+    default disposition even when this test runs in a background job, where it is ignored)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-m", "gantools", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def _interrupt(p: subprocess.Popen, after: float) -> tuple[int, bytes, str]:
+    time.sleep(after)
+    assert p.poll() is None, p.communicate()[1].decode()  # still working when Ctrl-C comes
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    return p.returncode, out, err.decode()
+
+
+@pytest.fixture
+def table_csv(tmp_path) -> Path:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 4)).round(3).astype(str)
+    x[rng.random(x.shape) < 0.2] = ""
+    p = tmp_path / "holes.csv"
+    p.write_text("a,b,c,d\n" + "\n".join(",".join(r) for r in x) + "\n")
+    return p
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("what", ["sample-npz", "sample-h5", "impute", "evaluate-save-stats"])
+def test_ctrl_c_exits_130_with_one_line_and_writes_nothing(what, tiny_dcgan, table_csv, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    if what == "impute":
+        args = ["impute", str(table_csv), "-o", "filled.csv", "--iterations", "50000000"]
+    elif what == "evaluate-save-stats":  # Inception features of 2000 images take minutes on a CPU
+        args = ["evaluate", "toy:shapes", "--save-stats", "stats.npz", "--device", "cpu"]
+    else:
+        ext = what.split("-")[1]
+        args = ["sample", str(tiny_dcgan), "-n", "100000", "--batch-size", "1", "-o", f"s.{ext}"]
+    code, out, err = _interrupt(_start(args, work), after=6.0)
+    assert code == 130, err
+    assert err.strip().splitlines()[-1] == "gantools: interrupted" and "Traceback" not in err, err
+    assert out == b""
+    assert list(work.iterdir()) == []  # no output, no temporary file
+
+
+def test_truncation_keeps_latents_inside_the_bound(tiny_dcgan, cli, tmp_path):
+    plain, cut = tmp_path / "plain.npz", tmp_path / "cut.npz"
+    assert cli("sample", tiny_dcgan, "-n", "500", "-o", plain).code == 0
+    r = cli("sample", tiny_dcgan, "-n", "500", "--truncation", "0.5", "-o", cut)
+    assert r.code == 0, r.err
+    with np.load(plain) as a, np.load(cut) as b:
+        z, zt = a["z"], b["z"]
+        assert np.abs(z).max() > 2  # 50,000 standard normal draws reach past 2
+        assert np.abs(zt).max() <= 0.5
+        assert zt.std() > 0.2  # spread over the interval, not clamped onto its ends
+        assert np.mean(np.abs(zt) > 0.499) < 0.01
+        assert not np.array_equal(a["images"], b["images"])
+    r = cli("sample", tiny_dcgan, "-n", "2", "--truncation", "0.5", "--seed", "3", "-o", tmp_path / "again.npz")
+    with np.load(cut) as b, np.load(tmp_path / "again.npz") as c:
+        assert not np.array_equal(b["z"][:2], c["z"])  # the seed still chooses the latents
+
+
+def test_impute_header_and_no_header(cli, tmp_path):
+    numbers = "1.0,2.0,3.0\n2.0,,6.0\n3.0,6.0,\n4.0,8.0,12.0\n" * 10
+    p = tmp_path / "t.csv"
+    p.write_text(numbers)
+    # detected: the first row is numbers like the rest, so it is data
+    r = cli("impute", p, "-o", "-", "--iterations", "20")
+    assert r.code == 0, r.err
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert len(rows) == 40 and rows[0] == ["1.0", "2.0", "3.0"]
+    # --header: the first row is kept as the header, 39 data rows follow
+    r = cli("impute", p, "-o", "-", "--iterations", "20", "--header")
+    assert r.code == 0, r.err
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert len(rows) == 40 and rows[0] == ["1.0", "2.0", "3.0"]
+    assert all(c != "" for row in rows[1:] for c in row)
+    # a header of words is detected; with --no-header it is a data row whose texts sit in numeric
+    # columns: refused in one line that names the row, nothing on stdout
+    p.write_text("a,b,c\n" + numbers)
+    r = cli("impute", p, "-o", "-", "--iterations", "20")
+    assert r.code == 0, r.err
+    assert list(csv.reader(io.StringIO(r.text)))[0] == ["a", "b", "c"]
+    r = cli("impute", p, "-o", "-", "--iterations", "20", "--no-header")
+    assert r.code == 1 and r.out == b""
+    errors = [line for line in r.err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "row 1 holds 'a'" in errors[0], r.err
