@@ -7,6 +7,7 @@ run resumed from step N continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -16,6 +17,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -27,6 +29,11 @@ from gantools.generate import latents, resolve_device, to_uint8
 from gantools.log import ProgressReporter, debug, info, warn
 from gantools.losses import gradient_penalty
 from gantools.registry import LOSSES, MODELS
+
+try:
+    import fcntl
+except ImportError:  # Windows: run folders are not locked
+    fcntl = None
 
 # Keys of a model's registry defaults that configure training rather than the networks.
 TRAIN_KEYS = {"batch_size", "lr_g", "lr_d", "betas", "steps", "n_critic", "r1", "lr_schedule", "updates"}
@@ -140,9 +147,98 @@ def default_run_dir(model: str, data: str, root: str = "runs") -> Path:
     return Path(root) / f"{base}-{max(nums, default=0) + 1:03d}"
 
 
-def _prune(ckpt_dir: Path, keep: int) -> None:
-    steps = sorted(ckpt_dir.glob("step-*.pt"))
-    for old in steps[:-keep] if keep > 0 else []:
+RUN_FILES = ("config.toml", "checkpoints", "metrics.jsonl", "samples")
+LOCK_FILE = ".lock"
+
+
+def _check_unused(run_dir: Path) -> None:
+    """Refuse a run folder that already holds a run or anything else: one folder, one run."""
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise UsageError(f"--out {run_dir}: exists and is not a folder")
+    names = set(os.listdir(run_dir)) - {LOCK_FILE}
+    if names & set(RUN_FILES):
+        raise UsageError(f"--out {run_dir}: holds a run already; continue it with --resume {run_dir}, or start "
+                         "afresh with another --out (or remove the folder yourself)")
+    if names:
+        raise UsageError(f"--out {run_dir}: folder is not empty; give a new or empty folder as --out")
+
+
+def _claim_run_dir(cfg: TrainConfig) -> Path:
+    """Create the run folder: --out, or the next free runs/MODEL-DATA-NNN, made with an exclusive
+    mkdir so that runs started together never share one."""
+    if cfg.out:
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        return Path(cfg.out)
+    while True:
+        run_dir = default_run_dir(cfg.model, cfg.data)
+        try:
+            run_dir.mkdir(parents=True)
+            return run_dir
+        except FileExistsError:  # taken since it was numbered: the next number
+            continue
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an OS lock on RUN/.lock (which holds our pid) for the life of the training: a second
+    writer is refused with the holder's pid. The kernel drops the lock when its holder dies, even by
+    SIGKILL, so a leftover file blocks nothing. Without fcntl (Windows) the folder is not locked."""
+    if fcntl is None:
+        debug(f"{run_dir}: no fcntl here; the run folder is not locked against a second writer")
+        yield
+        return
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        _flock(fd, run_dir)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _check_not_locked(run_dir: Path) -> None:
+    """Refuse (exit 1) a folder whose lock a live training holds; writes nothing."""
+    if fcntl is None or not (run_dir / LOCK_FILE).is_file():
+        return
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDONLY)
+    try:
+        _flock(fd, run_dir)
+    finally:
+        os.close(fd)
+
+
+def _flock(fd: int, run_dir: Path) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise GantoolsError(f"{run_dir}: in use by another gantools train (process {_lock_holder(fd)}); "
+                            "wait for it to end or stop it") from None
+
+
+def _lock_holder(fd: int) -> str:
+    """The pid written in a held lock file (the holder writes it just after locking: wait a moment)."""
+    for _ in range(20):
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        if text:
+            return text
+        time.sleep(0.05)
+    return "unknown"
+
+
+def _step_of(path: Path) -> int | None:
+    m = re.fullmatch(r"step-(\d+)\.pt", path.name)
+    return int(m.group(1)) if m else None
+
+
+def _prune(current: Path, keep: int) -> None:
+    """Remove step checkpoints older than `current` beyond the `keep` newest (`current` included).
+    `current` always stays, and so do later steps (a branch left by resuming an earlier checkpoint)."""
+    now = _step_of(current)
+    older = sorted((s, p) for p in current.parent.glob("step-*.pt") if (s := _step_of(p)) is not None and s < now)
+    for _, old in older[:max(0, len(older) - (keep - 1))]:
         old.unlink(missing_ok=True)
 
 
@@ -322,7 +418,7 @@ class Trainer:
             self.G_step = torch.compile(self.G, mode=cfg.compile)
             self.D_step = torch.compile(self.D, mode=cfg.compile)
 
-        self.run_dir = Path(run_dir) if run_dir else (Path(cfg.out) if cfg.out else default_run_dir(cfg.model, cfg.data))
+        self.run_dir = Path(run_dir) if run_dir else None  # train() and resume() claim and lock it
 
     # ------------------------------------------------------------------ state
 
@@ -365,7 +461,7 @@ class Trainer:
         path = self.run_dir / "checkpoints" / f"step-{self.step:06d}.pt"
         ckpt_io.save_checkpoint(self.checkpoint(), path)
         _publish_last(path)
-        _prune(path.parent, self.cfg.keep)
+        _prune(path, self.cfg.keep)
         return path
 
     # ------------------------------------------------------------------ data
@@ -602,6 +698,9 @@ class Trainer:
         total = cfg.steps
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         write_config_toml(cfg.to_dict(), self.run_dir / "config.toml")
+        # the history up to this run's step (a resume drops what a killed run logged after its checkpoint)
+        with ckpt_io.atomic_path(self.run_dir / "metrics.jsonl") as tmp:
+            tmp.write_text("".join(json.dumps(rec) + "\n" for rec in self.metrics))
         metrics_file = open(self.run_dir / "metrics.jsonl", "a")
         self.G.train()
         self.D.train()
@@ -653,12 +752,23 @@ class Trainer:
         finally:
             progress.close()
             metrics_file.close()
-        return last_saved if last_saved is not None else self.run_dir / "checkpoints" / "last.pt"
+        if last_saved is None:  # already at the final step: the run's last.pt, or the resumed state saved here
+            last = self.run_dir / "checkpoints" / "last.pt"
+            last_saved = last if last.is_file() else self.save()
+        return last_saved
 
 
 def train(cfg: TrainConfig) -> Path:
-    """Train a model from scratch; returns the final checkpoint's path."""
-    return Trainer(cfg).run()
+    """Train a model from scratch in a new run folder (locked while training); returns the final
+    checkpoint's path. An --out folder that is not empty is refused (UsageError)."""
+    if cfg.out:  # before the data is read
+        _check_not_locked(Path(cfg.out))
+        _check_unused(Path(cfg.out))
+    trainer = Trainer(cfg)
+    trainer.run_dir = _claim_run_dir(cfg)
+    with run_lock(trainer.run_dir):
+        _check_unused(trainer.run_dir)  # again under the lock: a run started meanwhile may have used it
+        return trainer.run()
 
 
 def resume(target: str, overrides: dict) -> Path:
@@ -668,13 +778,28 @@ def resume(target: str, overrides: dict) -> Path:
     """
     path = Path(target)
     if path.is_dir():
+        _check_not_locked(path)  # a training that has not written a checkpoint yet is named too
         path = path / "checkpoints" / "last.pt"
-    ck = ckpt_io.load_checkpoint(path)
     allowed = {"steps", "epochs", "device", "sample_every", "ckpt_every", "keep", "log_every", "compile", "amp",
                "cuda_graphs"}
     bad = sorted(k for k, v in overrides.items() if v is not None and k not in allowed)
     if bad:
         raise UsageError(f"--resume: {', '.join('--' + b.replace('_', '-') for b in bad)} cannot change on resume")
+    in_run = path.is_file() and path.resolve().parent.name == "checkpoints"
+    with contextlib.ExitStack() as held:
+        if in_run:  # locked before reading: a training still running in the folder is refused
+            held.enter_context(run_lock(path.resolve().parent.parent))
+        ck = ckpt_io.load_checkpoint(path)
+        cfg = _resume_config(path, ck, overrides)
+        run_dir = path.resolve().parent.parent if in_run else Path(cfg.out or path.parent)
+        if not in_run:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            held.enter_context(run_lock(run_dir))
+        return Trainer(cfg, resume=ck, run_dir=run_dir).run()
+
+
+def _resume_config(path: Path, ck: dict, overrides: dict) -> TrainConfig:
+    """The checkpoint's training config with the allowed overrides applied."""
     config = dict(ck.get("config") or {})
     if not config:
         raise GantoolsError(f"{path}: checkpoint has no training config to resume from")
@@ -682,6 +807,4 @@ def resume(target: str, overrides: dict) -> Path:
     config.update({k: v for k, v in overrides.items() if v is not None})
     if overrides.get("steps") is not None:
         config["epochs"] = None
-    cfg = TrainConfig(**{k: v for k, v in config.items() if k in TrainConfig.fields()})
-    run_dir = path.resolve().parent.parent if path.resolve().parent.name == "checkpoints" else Path(cfg.out or path.parent)
-    return Trainer(cfg, resume=ck, run_dir=run_dir).run()
+    return TrainConfig(**{k: v for k, v in config.items() if k in TrainConfig.fields()})
