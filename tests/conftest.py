@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,3 +81,24 @@ def tiny_dcgan(tmp_path_factory) -> Path:
     cfg = TrainConfig(model="dcgan", data="toy:shapes", steps=3, batch_size=16, device="cpu",
                       out=str(out / "run"), sample_every=0, hparams=dict(TINY_DCGAN))
     return train(cfg)
+
+
+def _ci_skips(config) -> int:
+    """The number of skipped tests when CI=true is set, else 0."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    on_ci = os.environ.get("CI", "").lower() == "true"
+    return len(reporter.stats.get("skipped", [])) if on_ci and reporter else 0
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    skipped = _ci_skips(config)
+    if skipped:
+        terminalreporter.write_sep("=", f"CI=true: {skipped} skipped test(s) fail this run: install "
+                                   "what they need (the skip reasons are below)", red=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With CI=true a skip fails the run (a test that skips on CI is a test that does not exist);
+    `-ra` (addopts) lists each skip and its reason in the summary either way."""
+    if _ci_skips(session.config) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
