@@ -294,35 +294,27 @@ def model_hparams(cfg: TrainConfig, spec) -> dict:
 
 
 def _resolve(cfg: TrainConfig, spec) -> TrainConfig:
-    """Fill None fields from the model's registry defaults, then the loss's."""
+    """Check the given numbers against the option table (gantools.options), then fill the None
+    fields (None means unset, nothing else does) from the model's registry defaults, then the loss's."""
+    from gantools.options import check_values
+
+    check_values("train", cfg.to_dict())
     d = spec.defaults
-    cfg.loss = cfg.loss or spec.default_loss
+    if cfg.loss is None:
+        cfg.loss = spec.default_loss
     loss = LOSSES.get(cfg.loss)
-    cfg.batch_size = cfg.batch_size or d.get("batch_size", 64)
-    cfg.lr_g = cfg.lr_g if cfg.lr_g is not None else d.get("lr_g", 2e-4)
-    cfg.lr_d = cfg.lr_d if cfg.lr_d is not None else d.get("lr_d", 2e-4)
-    cfg.betas = list(cfg.betas if cfg.betas is not None else d.get("betas", [0.5, 0.999]))
-    cfg.n_critic = cfg.n_critic or d.get("n_critic", loss.default_n_critic)
-    cfg.z_dim = cfg.z_dim or d.get("z_dim", 100)
-    cfg.r1 = cfg.r1 if cfg.r1 is not None else d.get("r1", 0.0)
-    cfg.lr_schedule = cfg.lr_schedule or d.get("lr_schedule", "constant")
-    cfg.updates = cfg.updates or d.get("updates", "alternating")
-    for name, v, lo in (("--batch-size", cfg.batch_size, 1), ("--n-critic", cfg.n_critic, 1),
-                        ("--z-dim", cfg.z_dim, 1), ("--keep", cfg.keep, 1), ("--log-every", cfg.log_every, 1)):
-        if v < lo:
-            raise UsageError(f"{name} {v}: must be at least {lo}")
-    if len(cfg.betas) != 2 or not all(0 <= b < 1 for b in cfg.betas):
-        raise UsageError(f"--betas {cfg.betas}: expected two numbers in [0, 1)")
+    fallbacks = {"batch_size": 64, "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999], "n_critic": loss.default_n_critic,
+                 "z_dim": 100, "r1": 0.0, "lr_schedule": "constant", "updates": "alternating"}
+    for name, fallback in fallbacks.items():
+        if getattr(cfg, name) is None:
+            setattr(cfg, name, d.get(name, fallback))
+    cfg.betas = list(cfg.betas)
     if cfg.compile not in (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"):
         raise UsageError(f"--compile {cfg.compile}: expected default, reduce-overhead or max-autotune")
-    if cfg.r1 < 0:
-        raise UsageError(f"--r1 {cfg.r1}: must be at least 0")
     if cfg.lr_schedule not in ("constant", "linear"):
         raise UsageError(f"--lr-schedule {cfg.lr_schedule}: expected constant or linear")
     if cfg.updates not in UPDATES:
         raise UsageError(f"--updates {cfg.updates}: expected {' or '.join(UPDATES)}")
-    if not 0 < cfg.ema_decay < 1:
-        raise UsageError(f"--ema-decay {cfg.ema_decay}: must be in (0, 1)")
     return cfg
 
 
@@ -372,11 +364,10 @@ class Trainer:
         if in_memory:
             self.data.to(self.device)
         self.steps_per_epoch = len(self.data) // cfg.batch_size
-        if cfg.steps is None and cfg.epochs is not None:
-            cfg.steps = max(1, math.ceil(cfg.epochs * self.steps_per_epoch / cfg.n_critic))
-        cfg.steps = cfg.steps or spec.defaults.get("steps", 5000)
-        if cfg.steps < 1:
-            raise UsageError(f"--steps {cfg.steps}: must be at least 1")
+        if cfg.steps is None and cfg.epochs is not None:  # epochs > 0 (checked by _resolve): at least 1 step
+            cfg.steps = math.ceil(cfg.epochs * self.steps_per_epoch / cfg.n_critic)
+        if cfg.steps is None:
+            cfg.steps = spec.defaults.get("steps", 5000)
 
         # ---- models (initialised from the seed; a resumed run loads its weights over these)
         torch.manual_seed(cfg.seed)

@@ -1,4 +1,5 @@
-"""What every command shares: the stderr console, verbosity, and turning errors into exit codes.
+"""What every command shares: the stderr console, verbosity, checking numeric options against
+their ranges (gantools.options), and turning errors into exit codes.
 
 Imports nothing heavy: commands import torch inside their bodies.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import typing
 from typing import Any, Callable
 
 import typer
@@ -43,9 +45,48 @@ def print_json(obj: Any) -> None:
     print(json.dumps(_json_safe(obj), indent=2, default=str, allow_nan=False))
 
 
-def fail(msg: str, code: int = 1) -> None:
-    print(f"gantools: error: {msg}", file=sys.stderr, flush=True)
+def fail(msg: str, code: int = 1, where: str = "gantools") -> None:
+    print(f"{where}: error: {msg}", file=sys.stderr, flush=True)
     raise typer.Exit(code)
+
+
+def numeric_type(param: Any) -> type | None:
+    """int or float when a command-line parameter takes numbers (one, or a list of them), else None."""
+    descriptor = getattr(param, "type_descriptor", None)  # typer >= 0.26
+    if descriptor is None:  # older typer: a click type named integer, float, integer range, float range
+        name = getattr(getattr(param, "type", None), "name", "")
+        return int if name.startswith("integer") else float if name.startswith("float") else None
+    kind = descriptor.annotation
+    inner = [a for a in typing.get_args(kind) if a is not type(None) and a is not Ellipsis]
+    if inner and typing.get_origin(kind) is not None:  # Optional[int], list[int], tuple[float, ...]
+        kind = inner[0]
+    return kind if kind in (int, float) else None
+
+
+def check_ranges(command: Any, values: dict) -> None:
+    """Refuse (UsageError) a value of a numeric parameter of the click `command` outside its range in
+    gantools.options; None means unset. A numeric parameter the table lacks is a programming error."""
+    from gantools.options import range_for
+
+    for param in command.params:
+        if numeric_type(param) is None:
+            continue
+        entry = range_for(command.name, param.name)
+        if entry is None:
+            raise LookupError(f"gantools {command.name} {param.opts[0]}: no range in gantools.options")
+        value = values.get(param.name)
+        many = isinstance(value, (list, tuple)) and entry.size is None  # a repeatable option
+        for v in (value if many else [value]):
+            if v is not None:
+                entry.check(param.opts[0], v)
+
+
+def _current_context() -> Any:
+    try:  # typer >= 0.26 vendors click as typer._click
+        from typer._click.globals import get_current_context
+    except ImportError:
+        from click import get_current_context
+    return get_current_context(silent=True)
 
 
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but results and errors.")
@@ -53,22 +94,27 @@ VerboseOpt = typer.Option(False, "--verbose", "-v", help="Print more detail on s
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator for command bodies: a GantoolsError becomes one line on stderr and its exit code.
+    """Decorator for command bodies: a GantoolsError becomes one line on stderr and its exit code
+    (bad usage, exit 2, names the command: `gantools train: error: ...`).
 
-    It also applies -q/-v (keyword arguments `quiet` and `verbose`), sets malloc to reuse freed
-    memory (gantools.allocator: about 4% of a CPU training step) and turns Ctrl-C into exit 130.
+    First it refuses numeric options out of their ranges (check_ranges), before any work. It also
+    applies -q/-v (keyword arguments `quiet` and `verbose`), sets malloc to reuse freed memory
+    (gantools.allocator: about 4% of a CPU training step) and turns Ctrl-C into exit 130.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from gantools.allocator import reuse_freed_memory  # ctypes: imported only when a command runs
-
-        set_verbosity(kwargs.get("quiet", False), kwargs.get("verbose", False))
-        reuse_freed_memory()
+        ctx = _current_context()
         try:
+            if ctx is not None:
+                check_ranges(ctx.command, kwargs)
+            from gantools.allocator import reuse_freed_memory  # ctypes: imported only when a command runs
+
+            set_verbosity(kwargs.get("quiet", False), kwargs.get("verbose", False))
+            reuse_freed_memory()
             return fn(*args, **kwargs)
         except GantoolsError as e:
-            fail(str(e), e.exit_code)
+            fail(str(e), e.exit_code, ctx.command_path if ctx is not None and e.exit_code == 2 else "gantools")
         except KeyboardInterrupt:
             print("gantools: interrupted", file=sys.stderr, flush=True)
             raise typer.Exit(130) from None

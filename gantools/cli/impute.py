@@ -63,7 +63,6 @@ def impute(
     from gantools.impute.params import DEFAULT_VARIANT, VARIANTS
 
     params = {"iterations": iterations, "batch_size": batch_size, "hint_rate": hint_rate, "alpha": alpha}
-    _check_params(params)
     if model and (any(v is not None for v in params.values()) or variant != DEFAULT_VARIANT):
         raise UsageError("--iterations/--batch-size/--hint-rate/--alpha/--variant train a new imputer; --model applies a saved one")
 
@@ -124,19 +123,6 @@ def impute(
     finally:
         if bar is not None:
             bar.close()
-
-
-def _check_params(params: dict) -> None:
-    from gantools.errors import UsageError
-
-    if params["iterations"] is not None and params["iterations"] < 1:
-        raise UsageError(f"--iterations {params['iterations']}: expected at least 1")
-    if params["batch_size"] is not None and params["batch_size"] < 1:
-        raise UsageError(f"--batch-size {params['batch_size']}: expected at least 1")
-    if params["hint_rate"] is not None and not 0.0 <= params["hint_rate"] <= 1.0:
-        raise UsageError(f"--hint-rate {params['hint_rate']}: expected a probability in [0, 1]")
-    if params["alpha"] is not None and params["alpha"] < 0:
-        raise UsageError(f"--alpha {params['alpha']}: expected a non-negative weight")
 
 
 def _device(device: str):

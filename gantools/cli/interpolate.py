@@ -46,7 +46,7 @@ def interpolate(
 ) -> None:
     from gantools.errors import UsageError
 
-    # Option checks that need no checkpoint come first, so bad usage is reported fast.
+    # Option checks that need no checkpoint come first (numbers: handle_errors), so bad usage is reported fast.
     seed_list = None
     if seeds is not None:
         from gantools.interpolate import parse_seeds
@@ -54,16 +54,10 @@ def interpolate(
         if rows is not None or seed is not None:
             raise UsageError("--seeds gives the endpoints; it cannot be combined with --rows or --seed")
         seed_list = parse_seeds(seeds)
-    if steps < 2:
-        raise UsageError(f"--steps {steps}: must be at least 2 (a segment's two endpoints)")
-    if rows is not None and rows < 1:
-        raise UsageError(f"--rows {rows}: must be at least 1")
-    if seed is not None and seed < 0:
-        raise UsageError(f"--seed {seed}: must be non-negative")
-    if fps <= 0:
-        raise UsageError(f"--fps {fps}: must be positive")
-    if zoom < 1:
-        raise UsageError(f"--zoom {zoom}: must be at least 1")
+        from gantools.options import range_for
+
+        for s in seed_list:
+            range_for("interpolate", "seed").check("--seeds", s)
     if class_ is not None and class_path is not None:
         raise UsageError("--class and --class-path cannot be combined")
     if out is not None:

@@ -81,9 +81,11 @@ def train(
         print(path)
         return
 
+    from gantools.options import check_values
     from gantools.train import TrainConfig, read_config_file
 
     merged = read_config_file(config) if config else {}
+    check_values("train", merged, source=str(config))  # a bad number in the file is named by file and key
     merged.update({k: v for k, v in options.items() if v is not None})
     if not merged.get("model"):
         raise UsageError("missing MODEL (see `gantools models`)")
@@ -120,7 +122,8 @@ def _print_dry_run(cfg) -> None:
     # that already have top-level keys
     cfg.hparams = {k: v for k, v in model_hparams(cfg, MODELS.get(cfg.model)).items() if k not in ("z_dim", "loss")}
     cfg.out = cfg.out or str(default_run_dir(cfg.model, cfg.data))
-    cfg.steps = cfg.steps or MODELS.get(cfg.model).defaults.get("steps")
+    if cfg.steps is None and cfg.epochs is None:  # with --epochs the step count depends on the data's size
+        cfg.steps = MODELS.get(cfg.model).defaults.get("steps")
     for k, v in cfg.to_dict().items():
         if v is not None and k != "hparams":
             print(f"{k} = {_toml_value(v)}")
