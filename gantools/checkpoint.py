@@ -49,13 +49,14 @@ def new_checkpoint(model: str, hparams: dict, data: dict, state: dict, **extra: 
     return ckpt
 
 
-def save_checkpoint(ckpt: dict, path: str | os.PathLike) -> Path:
-    """Write `ckpt` to `path` atomically (temporary name, then rename)."""
+def save_checkpoint(ckpt: dict, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write `ckpt` to `path` atomically (temporary name, then rename); an existing file is refused
+    unless `overwrite` (the trainer replaces its own checkpoints)."""
     import torch
 
     validate(ckpt, path)
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite) as tmp:
         torch.save(ckpt, tmp)
     return path
 

@@ -2,7 +2,8 @@
 a folder receives one command's files as a whole, beside files gantools did not write.
 
 A failed or interrupted command leaves no half-written file behind and never touches a file
-gantools did not write.
+gantools did not write: gantools cannot know who wrote an existing single file, so a file output
+never replaces one unless the user asks (`overwrite`, the commands' `--overwrite`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from gantools.errors import GantoolsError
 
@@ -21,23 +22,84 @@ MANIFEST = ".gantools-manifest.json"
 MANIFEST_FORMAT = "gantools-output-folder"
 
 
-@contextlib.contextmanager
-def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; rename it onto `target` if the block succeeds.
-
-    On any exception the temporary file is removed and the target is untouched.
+def check_target(target: str | os.PathLike, overwrite: bool = False,
+                 inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+    """Refuse, with one line, to write the file `target` where it exists (unless `overwrite`), is a
+    folder, or is one of the command's `inputs` (even with `overwrite`). Commands call it before any
+    work, so that a long run does not end in a refusal; `atomic_path` checks again.
     """
     target = Path(target)
+    for source in inputs:
+        if source not in (None, "-") and _same_file(target, source):
+            raise GantoolsError(f"{target}: is an input of this command; write the output to another file "
+                                "(--overwrite never replaces an input)")
+    if target.is_dir():
+        raise GantoolsError(f"{target}: is a folder; give a file name")
+    if not overwrite and os.path.lexists(target):
+        raise GantoolsError(f"{target} exists; give --overwrite to replace it")
+    return target
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; it takes the name `target` if the block succeeds.
+
+    An existing target is refused (`check_target`) before the block and again at the rename, which
+    never replaces a file that appeared meanwhile; `overwrite` replaces it. On any exception the
+    temporary file is removed and the target is untouched.
+    """
+    target = check_target(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary(target.parent, target.name, "tmp")
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            _rename_no_replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def _rename_no_replace(tmp: Path, target: Path) -> None:
+    """Give `tmp` the name `target` only if no file has it, even one that appeared a moment ago."""
+    try:
+        linked = _claim(tmp, target)
+    except FileExistsError:
+        raise GantoolsError(f"{target} exists (it appeared while gantools was writing); "
+                            "give --overwrite to replace it") from None
+    if linked:
+        tmp.unlink()
+        return
+    try:
+        os.replace(tmp, target)  # over the empty file _claim created
+    except BaseException:
+        target.unlink()
+        raise
+
+
+def _claim(tmp: Path, target: Path) -> bool:
+    """Take the name `target` in one step or raise FileExistsError: a hard link to `tmp` (True), or
+    where the file system has no links, a new empty file (False)."""
+    try:
+        os.link(tmp, target)
+        return True
+    except FileExistsError:
+        raise
+    except OSError:
+        os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        return False
+
+
+def _same_file(a: Path, b: str | os.PathLike) -> bool:
+    """Whether `a` and `b` are one existing file (False for toy sources and missing paths)."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
 
 
 class OutputFolder:

@@ -131,7 +131,7 @@ def write_config_toml(config: dict, path: Path) -> None:
     if config.get("hparams"):
         lines.append("\n[hparams]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in config["hparams"].items() if v is not None]
-    with ckpt_io.atomic_path(path) as tmp:
+    with ckpt_io.atomic_path(path, overwrite=True) as tmp:  # the run folder's own file
         tmp.write_text("\n".join(lines) + "\n")
 
 
@@ -450,7 +450,7 @@ class Trainer:
 
     def save(self) -> Path:
         path = self.run_dir / "checkpoints" / f"step-{self.step:06d}.pt"
-        ckpt_io.save_checkpoint(self.checkpoint(), path)
+        ckpt_io.save_checkpoint(self.checkpoint(), path, overwrite=True)  # a resume may redo a step
         _publish_last(path)
         _prune(path, self.cfg.keep)
         return path
@@ -658,7 +658,7 @@ class Trainer:
         path.parent.mkdir(parents=True, exist_ok=True)
         from PIL import Image
 
-        with ckpt_io.atomic_path(path) as tmp:
+        with ckpt_io.atomic_path(path, overwrite=True) as tmp:
             if self.data.kind == "image":
                 grid = make_grid(to_uint8(out).permute(0, 2, 3, 1).cpu().numpy(), nrow=8)
                 Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid).save(tmp, format="PNG")
@@ -690,7 +690,7 @@ class Trainer:
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         write_config_toml(cfg.to_dict(), self.run_dir / "config.toml")
         # the history up to this run's step (a resume drops what a killed run logged after its checkpoint)
-        with ckpt_io.atomic_path(self.run_dir / "metrics.jsonl") as tmp:
+        with ckpt_io.atomic_path(self.run_dir / "metrics.jsonl", overwrite=True) as tmp:
             tmp.write_text("".join(json.dumps(rec) + "\n" for rec in self.metrics))
         metrics_file = open(self.run_dir / "metrics.jsonl", "a")
         self.G.train()

@@ -1,15 +1,24 @@
-"""Folder outputs (`sample -o DIR`, `interpolate -o DIR`): atomic, and never touching a user's files."""
+"""Outputs never touch a user's files. Folders (`sample -o DIR`, `interpolate -o DIR`): atomic, beside
+files gantools did not write. Single files (every command's -o, --save-model, --save-stats): an
+existing file is refused before any work unless --overwrite, an input file always."""
 
 from __future__ import annotations
 
+import csv
+import errno
+import importlib
+import inspect
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from gantools.fsutil import MANIFEST
+from gantools.errors import GantoolsError
+from gantools.fsutil import MANIFEST, atomic_path
 
 # Each command writes 4 images, or 2 with `few`; `seed` changes the pictures.
 COMMANDS = {
@@ -178,3 +187,186 @@ def test_a_failure_while_publishing_leaves_the_folder_as_before(cli, tiny_dcgan,
         _write_sample(tiny_dcgan, out)
     assert len(calls) > 6  # the undo ran
     assert snapshot(out) == before
+
+
+# ----------------------------------------------------------------------------- single files
+
+USERS_BYTES = b"the user's own file, not gantools'\n"
+
+
+@pytest.fixture(scope="module")
+def inputs(tiny_dcgan, tmp_path_factory):
+    """The commands' inputs, in a folder of their own: checkpoints, a table with holes, three images."""
+    from gantools.checkpoint import new_checkpoint, save_checkpoint
+    from gantools.registry import MODELS
+
+    folder = tmp_path_factory.mktemp("inputs")
+    spec = MODELS.get("gan")
+    hp = dict(spec.defaults, hidden=8, depth=1)
+    data = {"kind": "vector", "dim": 2, "num_classes": 0, "class_names": [], "source": "toy:ring"}
+    gan = save_checkpoint(new_checkpoint("gan", hp, data, {"G": spec.build_generator(hp, data).state_dict()}),
+                          folder / "gan.pt")
+    rng = np.random.default_rng(0)
+    cells = rng.normal(size=(40, 3)).round(2).astype(str)
+    cells[rng.random(cells.shape) < 0.2] = ""
+    table = folder / "holes.csv"
+    table.write_text("a,b,c\n" + "\n".join(",".join(row) for row in cells) + "\n")
+    images = folder / "images"
+    images.mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    return SimpleNamespace(dcgan=tiny_dcgan, gan=gan, table=table, images=images)
+
+
+def _filled(path: Path) -> bool:
+    rows = list(csv.reader(path.read_text().splitlines()))
+    return len(rows) == 41 and all(cell != "" for row in rows for cell in row)
+
+
+def _checkpoint_model(path: Path) -> str:
+    from gantools.checkpoint import load_checkpoint
+
+    return load_checkpoint(path)["model"]
+
+
+def _stats_count(path: Path) -> int:
+    from gantools.metrics.stats import load_stats
+
+    return load_stats(path).count
+
+
+def _h5_images(path: Path) -> int:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return len(f["images"])
+
+
+SAMPLE = ["sample", "-n", 2, "--device", "cpu"]
+# case -> (arguments, output name, the function whose start is the work, a check of the written file)
+FILE_CASES = {
+    "sample x.png": (lambda i: [*SAMPLE, i.dcgan], "grid.png", "gantools.generate.generate_batches",
+                     lambda p: Image.open(p).size == (2 * 34 + 2, 34 + 2)),
+    "sample x.npz": (lambda i: [*SAMPLE, i.dcgan], "s.npz", "gantools.generate.generate_batches",
+                     lambda p: np.load(p)["images"].shape == (2, 32, 32, 3)),
+    "sample x.h5": (lambda i: [*SAMPLE, i.dcgan], "s.h5", "gantools.generate.generate_batches",
+                    lambda p: _h5_images(p) == 2),
+    "sample vectors x.csv": (lambda i: [*SAMPLE, i.gan], "v.csv", "gantools.generate.generate_batches",
+                             lambda p: p.read_text().splitlines()[0] == "x0,x1" and len(p.read_text().splitlines()) == 3),
+    "sample vectors x.npz": (lambda i: [*SAMPLE, i.gan], "v.npz", "gantools.generate.generate_batches",
+                             lambda p: np.load(p)["x"].shape == (2, 2)),
+    "interpolate x.gif": (lambda i: ["interpolate", i.dcgan, "--rows", 1, "--steps", 3, "--device", "cpu"], "walk.gif",
+                          "gantools.interpolate.render", lambda p: Image.open(p).n_frames == 3),
+    "impute -o": (lambda i: ["impute", i.table, "--iterations", 20], "filled.csv",
+                  "gantools.impute.imputer.fit_imputer", _filled),
+    "impute --save-model": (lambda i: ["impute", i.table, "--iterations", 20, "-o", "-"], "imp.pt",
+                            "gantools.impute.imputer.fit_imputer", lambda p: _checkpoint_model(p) == "gain"),
+    "evaluate --save-stats": (lambda i: ["evaluate", i.images, "--device", "cpu"], "stats.npz",
+                              "gantools.metrics.evaluate._Context", lambda p: _stats_count(p) == 3),
+}
+
+
+def spy(monkeypatch, target: str) -> list:
+    """Record when `target` (module.name) starts its work: when called, or a generator when first stepped."""
+    module_name, name = target.rsplit(".", 1)
+    module = importlib.import_module(module_name)
+    original, started = getattr(module, name), []
+    if inspect.isgeneratorfunction(original):
+        def spied(*args, **kwargs):
+            started.append(name)
+            yield from original(*args, **kwargs)
+    else:
+        def spied(*args, **kwargs):
+            started.append(name)
+            return original(*args, **kwargs)
+    monkeypatch.setattr(module, name, spied)
+    return started
+
+
+@pytest.mark.parametrize("case", sorted(FILE_CASES))
+def test_an_existing_file_is_refused_before_any_work_and_replaced_with_overwrite(cli, inputs, tmp_path, monkeypatch,
+                                                                                case):
+    arguments, name, work, written = FILE_CASES[case]
+    out = tmp_path / name
+    out.write_bytes(USERS_BYTES)
+    flag = {"impute --save-model": "--save-model", "evaluate --save-stats": "--save-stats"}.get(case, "-o")
+    started = spy(monkeypatch, work)
+
+    r = cli(*arguments(inputs), flag, out)
+    assert_one_error_line(r, f"{out} exists", "--overwrite")
+    assert out.read_bytes() == USERS_BYTES
+    assert os.listdir(tmp_path) == [name]  # no temporary left behind
+    assert started == []  # refused before the work began
+
+    r = cli(*arguments(inputs), flag, out, "--overwrite")
+    assert r.code == 0, r.err
+    assert started  # the work ran this time: the spy would have seen it above
+    assert out.read_bytes() != USERS_BYTES and written(out)
+    assert os.listdir(tmp_path) == [name]
+
+
+@pytest.mark.parametrize("case", ["impute DATA", "impute --save-model DATA", "impute --model", "evaluate FAKE"])
+def test_an_input_is_never_replaced_even_with_overwrite(cli, inputs, tmp_path, case):
+    table = tmp_path / "holes.csv"
+    table.write_bytes(inputs.table.read_bytes())
+    model = tmp_path / "imp.pt"
+    model.write_bytes(USERS_BYTES)  # refused before it is read
+    arrays = tmp_path / "images.npz"
+    np.savez(arrays, images=np.zeros((3, 32, 32, 3), np.uint8))
+    target, arguments = {
+        "impute DATA": (table, ["impute", table, "-o", table]),
+        "impute --save-model DATA": (table, ["impute", table, "--save-model", table]),
+        "impute --model": (model, ["impute", table, "--model", model, "-o", model]),
+        "evaluate FAKE": (arrays, ["evaluate", arrays, "--save-stats", arrays, "--device", "cpu"]),
+    }[case]
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    r = cli(*arguments, "--overwrite")
+    assert_one_error_line(r, str(target), "is an input")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_impute_refuses_one_file_for_the_table_and_the_model(cli, inputs, tmp_path):
+    out = tmp_path / "both.csv"
+    r = cli("impute", inputs.table, "-o", out, "--save-model", out, "--overwrite")
+    assert r.code == 2 and r.err.count("\n") == 1 and "two outputs" in r.err, r.err
+    assert not out.exists()
+
+
+def _no_links(src, dst, *args, **kwargs):
+    raise PermissionError(errno.EPERM, "Operation not permitted", str(dst))
+
+
+@pytest.mark.parametrize("links", ["hard links", "no hard links"])
+def test_a_file_that_appears_while_gantools_writes_is_never_replaced(tmp_path, monkeypatch, links):
+    if links == "no hard links":
+        monkeypatch.setattr(os, "link", _no_links)
+    target = tmp_path / "out.bin"
+    with pytest.raises(GantoolsError, match="appeared while gantools was writing"):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"gantools' output")
+            target.write_bytes(USERS_BYTES)  # another program makes the file meanwhile
+    assert target.read_bytes() == USERS_BYTES
+    assert os.listdir(tmp_path) == ["out.bin"]
+
+
+@pytest.mark.parametrize("links", ["hard links", "no hard links"])
+def test_a_new_file_is_published_whole(tmp_path, monkeypatch, links):
+    if links == "no hard links":
+        monkeypatch.setattr(os, "link", _no_links)
+    target, data = tmp_path / "new" / "out.bin", os.urandom(100_000)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+        assert not target.exists()  # not before the block ends
+    assert target.read_bytes() == data
+    assert os.listdir(target.parent) == ["out.bin"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_folder_is_not_a_file_target_even_with_overwrite(tmp_path):
+    (tmp_path / "x.npz").mkdir()
+    with pytest.raises(GantoolsError, match="is a folder"):
+        with atomic_path(tmp_path / "x.npz", overwrite=True):
+            pass
+    assert os.listdir(tmp_path) == ["x.npz"] and os.listdir(tmp_path / "x.npz") == []

@@ -156,6 +156,6 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError):
-        ck.save_checkpoint(good, target)
+        ck.save_checkpoint(good, target, overwrite=True)
     assert target.read_bytes() == before  # the old file is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]  # no temporary left behind

@@ -173,7 +173,7 @@ def test_updates_default_from_the_model_and_old_checkpoints_resume_alternating(t
                              sample_every=0, out=str(tmp_path / "old"), hparams=dict(TINY_DCGAN)))
     old = load_checkpoint(ckpt)
     del old["config"]["updates"]  # as written before the option existed
-    save_checkpoint(old, ckpt)
+    save_checkpoint(old, ckpt, overwrite=True)
     assert load_checkpoint(resume(str(ckpt), {"steps": 2}))["config"]["updates"] == "alternating"
     r = cli("train", "dcgan", "--data", "toy:shapes", "--updates", "sometimes", "--dry-run")
     assert r.code == 2 and "--updates sometimes" in r.err and r.err.count("\n") == 1

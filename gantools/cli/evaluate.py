@@ -57,6 +57,8 @@ def evaluate(
     save_stats: Optional[Path] = typer.Option(None, "--save-stats",
                                               help="Write REAL's FID statistics (FAKE's when there is no --real) "
                                               "to this .npz, for reuse as FAKE or REAL."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace an existing --save-stats file (never an input, FAKE or REAL)."),
     inception_weights: Optional[Path] = typer.Option(None, "--inception-weights",
                                                      help="The full Inception weights for IS "
                                                      "(pt_inception-2015-12-05-6726825d.pth)."),
@@ -71,7 +73,8 @@ def evaluate(
     from gantools.metrics.evaluate import evaluate as evaluate_images
 
     report = evaluate_images(fake, real, metrics, n=n, seed=seed, batch_size=batch_size, device=device,
-                             per_class=per_class, save_stats=save_stats, inception_weights=inception_weights,
+                             per_class=per_class, save_stats=save_stats, overwrite=overwrite,
+                             inception_weights=inception_weights,
                              kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, is_splits=is_splits,
                              ema=ema)
     if json_:

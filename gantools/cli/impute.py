@@ -25,6 +25,7 @@ from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors, print_json
 def impute(
     data: str = typer.Argument(..., help="The table: x.csv, x.tsv, x.npy, x.npz, x.h5, or - (CSV on stdin).", show_default=False),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output table (the input's format), or - for stdout [default: stdout]."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file named by -o or --save-model (never the input DATA or --model)."),
     missing_values: Optional[List[str]] = typer.Option(None, "--missing-values", help="Markers of missing cells, comma-separated (repeatable); replaces the default: empty, NA, NaN, null, ? (case-insensitive)."),
     categorical: Optional[str] = typer.Option(None, "--categorical", help="Categorical columns: COLS, or 'auto' (also integer columns of at most 10 values). Text columns always are."),
     ignore: Optional[str] = typer.Option(None, "--ignore", help="Columns passed through untouched (IDs, free text): COLS."),
@@ -60,6 +61,7 @@ def impute(
         raise UsageError("--categorical and --ignore come from the saved model (--model): leave them out")
     if not evaluate and miss_rate != 0.2:
         raise UsageError("--miss-rate goes with --evaluate")
+    _check_outputs(data, model, out, save_model, overwrite)
     from gantools.impute.params import DEFAULT_VARIANT, VARIANTS
 
     params = {"iterations": iterations, "batch_size": batch_size, "hint_rate": hint_rate, "alpha": alpha}
@@ -117,12 +119,28 @@ def impute(
         info(f"impute: filled {int(table.missing[:, [c.kind != 'ignored' for c in imputer.columns]].sum())} "
              f"cells in {time.perf_counter() - t0:.2f} s")
         if save_model:
-            imputer.save(save_model)
+            imputer.save(save_model, overwrite)
             info(f"impute: saved the imputer to {save_model}")
-        write_table(filled, out)
+        write_table(filled, out, overwrite=overwrite)
     finally:
         if bar is not None:
             bar.close()
+
+
+def _check_outputs(data: str, model: Optional[str], out: Optional[str], save_model: Optional[str],
+                   overwrite: bool) -> None:
+    """Refuse -o and --save-model before any work: an existing file without --overwrite, an input
+    file (always), or one file named twice."""
+    from pathlib import Path
+
+    from gantools.errors import UsageError
+    from gantools.fsutil import check_target
+
+    if out not in (None, "-") and save_model and Path(out).resolve() == Path(save_model).resolve():
+        raise UsageError(f"-o {out} and --save-model {save_model}: one file for two outputs; give two names")
+    for path in (out, save_model):
+        if path not in (None, "-"):
+            check_target(path, overwrite, inputs=[data, model])
 
 
 def _device(device: str):

@@ -35,7 +35,7 @@ def interpolate(
     class_path: Optional[str] = typer.Option(None, "--class-path", help="Conditional models that embed labels: interpolate the class embedding from class A to B (A:B) at a fixed z."),
     truncation: Optional[float] = typer.Option(None, help="Draw endpoints from the normal truncated to [-T, T]."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output: x.png, x.gif, folder, x.npz, x.h5 or - (stream)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace gantools' own earlier output in a folder OUT (files it did not write are never touched)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file OUT, or gantools' own earlier output in a folder OUT (files it did not write there are never touched)."),
     fps: float = typer.Option(12.0, help="Frames per second of a GIF."),
     zoom: int = typer.Option(1, help="Enlarge .png and .gif pictures by this integer factor (nearest neighbour)."),
     batch_size: int = typer.Option(256, "--batch-size", "-b", help="Frames generated per forward pass."),
@@ -61,9 +61,9 @@ def interpolate(
     if class_ is not None and class_path is not None:
         raise UsageError("--class and --class-path cannot be combined")
     if out is not None:
-        from gantools.data.writers import output_kind
+        from gantools.data.writers import check_output
 
-        output_kind(out)  # an unknown suffix is a usage error before any work
+        check_output(out, overwrite)  # an unknown suffix or an existing file: refused before any work
 
     from gantools.checkpoint import load_checkpoint
     from gantools.generate import is_conditional, load_generator, resolve_device

@@ -23,7 +23,7 @@ def sample(
     ckpt: Path = typer.Argument(..., help="A gantools checkpoint (.pt).", show_default=False),
     n: int = typer.Option(64, "-n", "--num", help="Number of samples."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output: folder, x.png, x.npz, x.h5 or - (stream)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace gantools' own earlier output in a folder OUT (files it did not write are never touched)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file OUT, or gantools' own earlier output in a folder OUT (files it did not write there are never touched)."),
     seed: int = typer.Option(0, help="Seed of the latents (the same seed gives the same images at any batch size)."),
     batch_size: int = typer.Option(256, "--batch-size", "-b", help="Images generated per forward pass."),
     class_: Optional[str] = typer.Option(None, "--class", help="Class index or name for conditional models [default: random]."),
@@ -46,7 +46,7 @@ def sample(
         _write_images(batches, require_output_or_pipe(out, "images"), nrow, ck["data"].get("class_names") or [],
                       overwrite)
     else:
-        _write_vectors(batches, out)
+        _write_vectors(batches, out, overwrite)
 
 
 def _write_images(batches, out: str, nrow: int, class_names: list, overwrite: bool) -> None:
@@ -61,36 +61,38 @@ def _write_images(batches, out: str, nrow: int, class_names: list, overwrite: bo
             writer.write(images.permute(0, 2, 3, 1).numpy(), labels, z)
 
 
-def _write_vectors(batches, out: Optional[str]) -> None:
-    """Vector samples: CSV on stdout or x.csv, or arrays in .npz/.h5."""
+def _write_vectors(batches, out: Optional[str], overwrite: bool) -> None:
+    """Vector samples: CSV on stdout or x.csv, or arrays in .npz/.h5 (an existing file only with overwrite)."""
     import sys
 
     import numpy as np
 
     from gantools.errors import UsageError
-    from gantools.fsutil import atomic_path
+    from gantools.fsutil import atomic_path, check_target
 
+    suffix = Path(out).suffix.lower() if out not in (None, "-") else None
+    if suffix is not None:
+        if suffix not in (".csv", ".npz", ".h5", ".hdf5"):
+            raise UsageError(f"{out}: vector samples are written as .csv, .npz, .h5 or to stdout")
+        check_target(out, overwrite)  # before generating anything
     xs, zs = [], []
     for x, _, z in batches:
         xs.append(x.numpy())
         zs.append(z)
     x, z = np.concatenate(xs), np.concatenate(zs)
     header = ",".join(f"x{i}" for i in range(x.shape[1]))
-    if out in (None, "-"):
+    if suffix is None:
         np.savetxt(sys.stdout, x, delimiter=",", header=header, comments="", fmt="%.6g")
         return
-    suffix = Path(out).suffix.lower()
-    with atomic_path(out) as tmp:
+    with atomic_path(out, overwrite) as tmp:
         if suffix == ".csv":
             np.savetxt(tmp, x, delimiter=",", header=header, comments="", fmt="%.6g")
         elif suffix == ".npz":
             with open(tmp, "wb") as f:
                 np.savez(f, x=x, z=z)
-        elif suffix in (".h5", ".hdf5"):
+        else:
             import h5py
 
             with h5py.File(tmp, "w") as f:
                 f.create_dataset("x", data=x)
                 f.create_dataset("z", data=z)
-        else:
-            raise UsageError(f"{out}: vector samples are written as .csv, .npz, .h5 or to stdout")

@@ -981,7 +981,7 @@ def write(out: Path, files: dict[str, str] | None = None) -> list[str]:
         if rel in changed:
             target = out / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(target) as tmp:
+            with atomic_path(target, overwrite=True) as tmp:
                 Path(tmp).write_text(text, encoding="utf-8")
     for p in _stale(out, files):
         p.unlink()

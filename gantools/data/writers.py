@@ -3,7 +3,8 @@
 `ImageWriter(out, ...)` picks the kind from OUT ('-' is the stream on stdout);
 writers take uint8 NHWC batches and publish atomically on `close()`, so an
 error leaves no half-written output behind. A folder is a `fsutil.OutputFolder`:
-files gantools did not write there are never touched.
+files gantools did not write there are never touched; an existing file OUT is
+refused when the writer is made (before any image is generated) unless `overwrite`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from gantools.errors import UsageError
-from gantools.fsutil import OutputFolder, atomic_path
+from gantools.fsutil import OutputFolder, atomic_path, check_target
 
 OUTPUT_KINDS = "a folder, x.png (grid), x.gif, x.npz, x.h5 or - (the image stream)"
 
@@ -37,6 +38,15 @@ def output_kind(out: str) -> str:
     if suffix:
         raise UsageError(f"{out}: unknown output kind {suffix!r} (give {OUTPUT_KINDS})")
     return "folder"
+
+
+def check_output(out: str, overwrite: bool = False) -> str:
+    """The kind of OUT; an unknown suffix or (unless `overwrite`) an existing file is refused: call it
+    before any work."""
+    kind = output_kind(out)
+    if kind not in ("stream", "folder"):
+        check_target(out, overwrite)
+    return kind
 
 
 def make_grid(images: np.ndarray, nrow: int, padding: int = 2) -> np.ndarray:
@@ -60,11 +70,11 @@ class ImageWriter:
     def __init__(self, out: str, nrow: int = 8, class_names: list[str] | None = None,
                  extra: dict | None = None, fps: float = 12.0, loop: bool = True,
                  stdout: BinaryIO | None = None, overwrite: bool = False):
-        self.out, self.kind, self.nrow = out, output_kind(out), nrow
+        self.out, self.kind, self.nrow = out, check_output(out, overwrite), nrow
         self.class_names = class_names or []
         self.extra = dict(extra or {})  # more arrays for npz/h5 (e.g. interpolation fractions)
         self.fps, self.loop = fps, loop  # GIF: frames per second, loop forever or play once
-        self.count = 0
+        self.count, self.overwrite = 0, overwrite
         self._batches: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
         if self.kind == "stream":
             from gantools.data.stream import StreamWriter
@@ -100,7 +110,7 @@ class ImageWriter:
             self._folder.commit()
             return
         images, labels, z = self._gathered()
-        with atomic_path(self.out) as tmp:
+        with atomic_path(self.out, self.overwrite) as tmp:
             if self.kind == "png":
                 _to_pil(make_grid(images, self.nrow)).save(tmp, format=_pil_format(self.out))
             elif self.kind == "gif":

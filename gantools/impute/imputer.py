@@ -113,10 +113,11 @@ class Imputer:
                               config={"seed": self.seed, "fit_seconds": round(self.seconds, 3)},
                               metrics=list(self.metrics))
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
+        """Write the imputer as a `gain` checkpoint; an existing file only with `overwrite`."""
         from gantools.checkpoint import save_checkpoint
 
-        save_checkpoint(self.to_checkpoint(), path)
+        save_checkpoint(self.to_checkpoint(), path, overwrite)
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict, path: str = "<checkpoint>") -> "Imputer":

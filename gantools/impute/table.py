@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from gantools.errors import GantoolsError, UsageError
-from gantools.fsutil import atomic_path
+from gantools.fsutil import atomic_path, check_target
 
 DEFAULT_MISSING = ("", "NA", "NaN", "null", "?")
 TEXT_FORMATS = ("csv", "tsv")
@@ -309,8 +309,9 @@ def table_bytes(table: Table) -> bytes:
     return buf.getvalue()
 
 
-def write_table(table: Table, out: str | None, stdout=None) -> None:
-    """Write `table` to `out` (None or '-': stdout) atomically, in its own format."""
+def write_table(table: Table, out: str | None, stdout=None, overwrite: bool = False) -> None:
+    """Write `table` to `out` (None or '-': stdout) atomically, in its own format; an existing file
+    is refused unless `overwrite`, and the table's own source file always."""
     output_format(table, out, stdout)
     if out in (None, "-"):
         stream = stdout if stdout is not None else sys.stdout
@@ -323,7 +324,8 @@ def write_table(table: Table, out: str | None, stdout=None) -> None:
             stream.write(data.decode("utf-8"))
             stream.flush()
         return
-    with atomic_path(out) as tmp:
+    check_target(out, overwrite, inputs=[table.source])
+    with atomic_path(out, overwrite) as tmp:
         if table.fmt in ("csv", "tsv", "npy"):
             tmp.write_bytes(table_bytes(table))
         elif table.fmt == "npz":

@@ -23,7 +23,7 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 def evaluate(fake: str, real: Optional[str] = None, metrics: str | Sequence[str] | None = None, *,
              n: Optional[int] = None, seed: int = 0, batch_size: Optional[int] = None, device: str = "auto",
-             per_class: bool = False, save_stats: str | Path | None = None,
+             per_class: bool = False, save_stats: str | Path | None = None, overwrite: bool = False,
              inception_weights: str | Path | None = None, kid_subsets: int = 100, kid_subset_size: int = 1000,
              is_splits: int = 10, ema: bool = True) -> dict:
     """Score FAKE (against REAL where a metric needs it); returns the report dict.
@@ -32,7 +32,8 @@ def evaluate(fake: str, real: Optional[str] = None, metrics: str | Sequence[str]
     (`n` images generated from `seed`, default 10,000) or a statistics file from `save_stats`.
     `metrics`: names or a comma-separated string of fid, is, kid, pr (default: fid with `real`).
     `n` on a data source uses its first n images. `save_stats` writes REAL's FID statistics
-    (FAKE's when there is no REAL). Bad arguments raise UsageError, unreadable inputs GantoolsError.
+    (FAKE's when there is no REAL); an existing file there is refused before any work unless
+    `overwrite`, and an input file always. Bad arguments raise UsageError, unreadable inputs GantoolsError.
     """
     from gantools.errors import UsageError
 
@@ -52,6 +53,10 @@ def evaluate(fake: str, real: Optional[str] = None, metrics: str | Sequence[str]
     fake_kind = _classify(fake)
     real_kind = _classify(real) if real is not None else None
     _check_combination(names, fake, fake_kind, real, real_kind, per_class, save_stats)
+    if save_stats is not None:
+        from gantools.fsutil import check_target
+
+        check_target(save_stats, overwrite, inputs=[fake, real])
 
     from gantools.registry import METRICS
 
@@ -109,7 +114,7 @@ def evaluate(fake: str, real: Optional[str] = None, metrics: str | Sequence[str]
         from gantools.metrics.stats import save_stats as write_stats
 
         side = real_set if stats_side == "real" else fake_set
-        saved = str(write_stats(save_stats, side.fid_stats(str(device_))))
+        saved = str(write_stats(save_stats, side.fid_stats(str(device_)), overwrite))
         info(f"saved the FID statistics of {side.source} ({side.count} images) to {saved}")
 
     return _report(names, results, per_class_result, fake, fake_kind, fake_set, real, real_kind, real_set,

@@ -60,8 +60,8 @@ def mean_cov(features: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.
     return mu.cpu().numpy(), sigma.cpu().numpy()
 
 
-def save_stats(path: str | os.PathLike, stats: FIDStats) -> Path:
-    """Write `stats` to `path` (.npz) atomically."""
+def save_stats(path: str | os.PathLike, stats: FIDStats, overwrite: bool = False) -> Path:
+    """Write `stats` to `path` (.npz) atomically; an existing file only with `overwrite`."""
     from gantools import __version__
     from gantools.fsutil import atomic_path
 
@@ -70,7 +70,7 @@ def save_stats(path: str | os.PathLike, stats: FIDStats) -> Path:
         from gantools.errors import UsageError
 
         raise UsageError(f"--save-stats {path}: statistics files end in .npz")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite) as tmp:
         with open(tmp, "wb") as f:
             np.savez(
                 f,
