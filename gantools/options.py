@@ -94,6 +94,7 @@ RANGES: dict[str, Range] = {
     "batch_size": AT_LEAST_1,
     "steps": AT_LEAST_1,  # train: the total number of optimisation steps
     "epochs": POSITIVE,
+    "lr_horizon": AT_LEAST_1,  # train: the step where a linear learning-rate schedule reaches 0
     "n_critic": AT_LEAST_1,
     "z_dim": AT_LEAST_1,
     "resolution": AT_LEAST_1,

@@ -66,7 +66,10 @@ class TrainConfig:
     log_every: int = 50
     resolution: int | None = None
     channels: int | None = None
-    lr_schedule: str | None = None  # "constant" or "linear": decay both learning rates to 0 at `steps`
+    lr_schedule: str | None = None  # "constant" or "linear": decay both learning rates to 0 at `lr_horizon`
+    # the step where a linear schedule reaches 0; default `steps`, fixed when the run starts and kept on
+    # resume (so a resumed run's rates are those of one run), unless the resume sets a new one
+    lr_horizon: int | None = None
     # "alternating": G's gradient through D after D's update, from a second forward pass of D on the
     # fakes; "simultaneous": G's and D's gradients from the same forward pass (D before its update,
     # as PyTorch-GAN's loops do), one forward pass of D fewer per step
@@ -315,7 +318,16 @@ def _resolve(cfg: TrainConfig, spec) -> TrainConfig:
         raise UsageError(f"--lr-schedule {cfg.lr_schedule}: expected constant or linear")
     if cfg.updates not in UPDATES:
         raise UsageError(f"--updates {cfg.updates}: expected {' or '.join(UPDATES)}")
+    _check_lr_horizon(cfg)
     return cfg
+
+
+def _check_lr_horizon(cfg: TrainConfig) -> None:
+    """Refuse a linear schedule whose run goes past its horizon (the rate would be 0 there: steps that do not
+    train). Nothing to check while steps (set by --epochs) or the horizon are unknown."""
+    if cfg.lr_schedule == "linear" and None not in (cfg.steps, cfg.lr_horizon) and cfg.steps > cfg.lr_horizon:
+        raise UsageError(f"{cfg.steps} steps go past --lr-horizon {cfg.lr_horizon}, where the linear learning-rate "
+                         f"schedule reaches 0 (later steps would not train); set --lr-horizon {cfg.steps} or more")
 
 
 def _fit_resolution(ds, spec, cfg: TrainConfig):
@@ -368,6 +380,9 @@ class Trainer:
             cfg.steps = math.ceil(cfg.epochs * self.steps_per_epoch / cfg.n_critic)
         if cfg.steps is None:
             cfg.steps = spec.defaults.get("steps", 5000)
+        if cfg.lr_horizon is None:
+            cfg.lr_horizon = cfg.steps
+        _check_lr_horizon(cfg)
 
         # ---- models (initialised from the seed; a resumed run loads its weights over these)
         torch.manual_seed(cfg.seed)
@@ -674,7 +689,7 @@ class Trainer:
 
         def apply(step: int) -> None:
             if cfg.lr_schedule == "linear":
-                scale = max(0.0, 1.0 - step / cfg.steps)
+                scale = 1.0 - step / cfg.lr_horizon  # > 0: steps never go past the horizon (Trainer refuses)
                 for opt, lr in pairs:
                     for group in opt.param_groups:
                         group["lr"] = lr * scale
@@ -765,17 +780,20 @@ def train(cfg: TrainConfig) -> Path:
 def resume(target: str, overrides: dict) -> Path:
     """Continue a run from RUNDIR (its checkpoints/last.pt) or a checkpoint file.
 
-    `overrides` may set steps (the new total), device, sample_every, ckpt_every, keep, log_every.
+    `overrides` may set steps or epochs (the new total), lr_horizon (a new end for a linear schedule), device,
+    sample_every, ckpt_every, keep, log_every, compile, amp, cuda_graphs.
     """
     path = Path(target)
     if path.is_dir():
         _check_not_locked(path)  # a training that has not written a checkpoint yet is named too
         path = path / "checkpoints" / "last.pt"
-    allowed = {"steps", "epochs", "device", "sample_every", "ckpt_every", "keep", "log_every", "compile", "amp",
-               "cuda_graphs"}
+    allowed = {"steps", "epochs", "lr_horizon", "device", "sample_every", "ckpt_every", "keep", "log_every", "compile",
+               "amp", "cuda_graphs"}
     bad = sorted(k for k, v in overrides.items() if v is not None and k not in allowed)
     if bad:
         raise UsageError(f"--resume: {', '.join('--' + b.replace('_', '-') for b in bad)} cannot change on resume")
+    if overrides.get("steps") is not None and overrides.get("epochs") is not None:
+        raise UsageError("--resume: give the new total as --steps or as --epochs, not both")
     in_run = path.is_file() and path.resolve().parent.name == "checkpoints"
     with contextlib.ExitStack() as held:
         if in_run:  # locked before reading: a training still running in the folder is refused
@@ -795,7 +813,10 @@ def _resume_config(path: Path, ck: dict, overrides: dict) -> TrainConfig:
     if not config:
         raise GantoolsError(f"{path}: checkpoint has no training config to resume from")
     config.setdefault("updates", "alternating")  # checkpoints from before the option trained this way
+    config.setdefault("lr_horizon", config.get("steps"))  # before the option, linear schedules ended at `steps`
     config.update({k: v for k, v in overrides.items() if v is not None})
     if overrides.get("steps") is not None:
         config["epochs"] = None
+    if overrides.get("epochs") is not None:  # the new total in epochs: the Trainer converts it to steps
+        config["steps"] = None
     return TrainConfig(**{k: v for k, v in config.items() if k in TrainConfig.fields()})

@@ -44,7 +44,7 @@ def train(
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N or mps [default: auto]."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder [default: runs/MODEL-DATA-NNN]."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with the same keys as these options; the command line wins."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run: RUNDIR or a checkpoint (--steps is the new total)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run: RUNDIR or a checkpoint (--steps or --epochs is the new total)."),
     sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Write a sample grid every N steps, 0 for never [default: 500]."),
     ckpt_every: Optional[int] = typer.Option(None, "--ckpt-every", help="Write a checkpoint every N steps [default: 1000]."),
     keep: Optional[int] = typer.Option(None, "--keep", help="Keep the N newest step checkpoints [default: 3]."),
@@ -55,7 +55,8 @@ def train(
     cuda_graphs: Optional[bool] = typer.Option(None, "--cuda-graphs/--no-cuda-graphs", help="Replay each step as one CUDA graph (in-memory data, constant LR, no GP/R1) [default: on where possible]."),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast [default: on for CUDA, off for CPU]."),
     r1: Optional[float] = typer.Option(None, "--r1", help="R1 penalty weight gamma on real data (Mescheder et al. 2018) [default: the model's, else 0 (off)]."),
-    lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="constant, or linear (decay to 0 at the last step) [default: the model's, else constant]."),
+    lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="constant, or linear (decay to 0 at --lr-horizon) [default: the model's, else constant]."),
+    lr_horizon: Optional[int] = typer.Option(None, "--lr-horizon", help="Step where a linear schedule reaches 0; fixed when the run starts and kept on --resume, so a resumed run decays as one run would. A run may not go past it with a linear schedule (its rate would be 0): resume with a later --lr-horizon to decay over the longer run (the rate then follows the new horizon from the resumed step on) [default: --steps]."),
     updates: Optional[str] = typer.Option(None, "--updates", help="alternating (G's gradient through the updated D) or simultaneous (G and D from one D pass, less work) [default: the model's, else alternating]."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
     quiet: bool = QuietOpt,
@@ -68,7 +69,7 @@ def train(
                    ema_decay=ema_decay, seed=seed, device=device, out=str(out) if out else None,
                    sample_every=sample_every, ckpt_every=ckpt_every, keep=keep, log_every=log_every, resolution=resolution,
                    channels=channels, compile=compile, amp=amp, lr_schedule=lr_schedule,
-                   cuda_graphs=cuda_graphs, r1=r1, updates=updates)
+                   cuda_graphs=cuda_graphs, r1=r1, updates=updates, lr_horizon=lr_horizon)
     if resume is not None:
         from gantools.train import resume as resume_run
 
@@ -124,6 +125,8 @@ def _print_dry_run(cfg) -> None:
     cfg.out = cfg.out or str(default_run_dir(cfg.model, cfg.data))
     if cfg.steps is None and cfg.epochs is None:  # with --epochs the step count depends on the data's size
         cfg.steps = MODELS.get(cfg.model).defaults.get("steps")
+    if cfg.lr_horizon is None:
+        cfg.lr_horizon = cfg.steps
     for k, v in cfg.to_dict().items():
         if v is not None and k != "hparams":
             print(f"{k} = {_toml_value(v)}")

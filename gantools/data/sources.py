@@ -302,9 +302,11 @@ class LazyImages(torch.utils.data.Dataset):
 
     def batches(self, batch_size, order, drop_last, num_workers):
         workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
+        # the loader seeds its workers from `generator` (nothing here is random): its own generator leaves
+        # torch's global RNG, which training checkpoints and restores, as it was
         loader = torch.utils.data.DataLoader(
             self, batch_size=batch_size, sampler=order.tolist() if order is not None else None,
-            drop_last=drop_last, num_workers=workers, persistent_workers=False,
+            drop_last=drop_last, num_workers=workers, persistent_workers=False, generator=torch.Generator(),
         )
         skipped = 0
         for x, y, ok in loader:
