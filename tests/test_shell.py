@@ -454,6 +454,7 @@ def _write_holes_csv(path: Path) -> int:
     return int(holes.sum())
 
 
+@pytest.mark.slow
 def test_readme_pipelines_run(tmp_path):
     """Every code block of README's Pipelines section runs, in order, in one bash with pipefail."""
     blocks = _code_blocks(_readme_section("Pipelines"))

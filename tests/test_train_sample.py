@@ -25,6 +25,7 @@ from gantools.generate import generate_batches
 from gantools.train import TrainConfig, Trainer, resume, train
 
 
+@pytest.mark.slow
 def test_gan_covers_the_ring_modes(tmp_path):
     """The README's promise on toy:ring: all 8 modes, about 90% of samples within 3 std (85% here:
     the recipe gave 89-91% on seeds 0-5; this is seed 0's run, judged on a fresh sample)."""
@@ -85,10 +86,12 @@ def _train_sample_info(cli, tmp_path: Path, data: str, channels: int, classes: i
     assert s["data"]["channels"] == channels and s["data"]["num_classes"] == classes and s["step"] == 3
 
 
+@pytest.mark.slow
 def test_dcgan_on_shapes_train_sample_info(cli, tmp_path):
     _train_sample_info(cli, tmp_path, "toy:shapes", 3, 4)
 
 
+@pytest.mark.slow
 def test_dcgan_on_real_mnist_train_sample_info(cli, tmp_path):
     _train_sample_info(cli, tmp_path, str(shared("mnist", "train-images-idx3-ubyte.gz")), 1, 10)
 
@@ -103,6 +106,7 @@ def _one_step(tmp_path: Path, name: str, frozen_d: bool = False, **options) -> T
     return tr
 
 
+@pytest.mark.slow
 def test_simultaneous_updates_take_g_through_d_before_its_update(tmp_path):
     """`simultaneous`: G's step is the one it would take if D had not moved; `alternating`: through the moved D."""
     simultaneous = _one_step(tmp_path, "s", updates="simultaneous")
@@ -134,6 +138,7 @@ def test_gradient_penalty_of_a_linear_critic():
 
 
 @pytest.mark.parametrize("updates", ["alternating", "simultaneous"])
+@pytest.mark.slow
 def test_wgan_gp_makes_n_critic_d_updates_per_g_update(tmp_path, updates):
     tr = Trainer(TrainConfig(model="dcgan", data="toy:shapes", batch_size=8, device="cpu", steps=2, loss="wgan-gp",
                              sample_every=0, out=str(tmp_path / "run"), hparams=dict(TINY_DCGAN), updates=updates))
@@ -146,6 +151,7 @@ def test_wgan_gp_makes_n_critic_d_updates_per_g_update(tmp_path, updates):
     assert (d_steps, g_steps) == ({10}, {2})
 
 
+@pytest.mark.slow
 def test_updates_default_from_the_model_and_old_checkpoints_resume_alternating(tmp_path, cli):
     from gantools.checkpoint import save_checkpoint
 
@@ -215,6 +221,7 @@ def test_non_finite_loss_stops_with_exit_1_and_keeps_last_good(cli, tmp_path, mo
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_exits_130(tmp_path):
     run = tmp_path / "run"
     p = subprocess.Popen([sys.executable, "-m", "gantools", "train", "gan", "--data", "toy:ring", "--steps",
