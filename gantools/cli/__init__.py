@@ -16,7 +16,8 @@ app = typer.Typer(
     name="gantools",
     help="Single-purpose GAN utilities: train, sample, interpolate, evaluate, impute, balance.",
     no_args_is_help=True,
-    # Completion scripts are generated into completions/ (python -m gantools.cli.shelldocs), not Typer's.
+    # No --install-completion (it edits ~/.bashrc): completions/ holds the scripts, and main() answers
+    # their requests (gantools.cli.completion).
     add_completion=False,
     # Plain click help: rich's help formatter alone costs ~0.3 s of imports (bench/startup.py).
     rich_markup_mode=None,
@@ -46,15 +47,27 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"gantools.cli.{_name}")
 
 
+def _usage_message(msg: str) -> str:
+    """Click's message, but a value outside an option's choices in gantools' words, as its other
+    checks say it: `--updates sometimes: expected alternating or simultaneous`."""
+    import re
+
+    m = re.fullmatch(r"Invalid value for '(-[^']*)': (?:Value error, )?'(.*)' is not one of ('.*')\.", msg)
+    if not m:
+        return msg
+    choices = re.findall(r"'([^']*)'", m.group(3))
+    return f"{m.group(1)} {m.group(2)}: expected {', '.join(choices[:-1])} or {choices[-1]}"
+
+
 def main() -> None:
     """Entry point: run the app; bad usage is one line on stderr and exit 2 (not click's box)."""
+    import os
     import sys
 
-    from gantools.cli.names import hook_requested, print_names
+    if os.environ.get("_GANTOOLS_COMPLETE"):  # a completion script asks (Click's protocol); app() answers
+        from gantools.cli.completion import register
 
-    kind = hook_requested()  # the completion scripts ask for registry names this way
-    if kind:
-        sys.exit(print_names(kind))
+        register()
     try:  # typer >= 0.26 vendors click as typer._click
         from typer._click import exceptions as cx
     except ImportError:
@@ -68,14 +81,12 @@ def main() -> None:
             if e.format_message():  # the help itself (rich help prints it and leaves this empty)
                 print(e.format_message(), file=sys.stderr)
             sys.exit(2)
-        print(f"{where}: error: {e.format_message()} (see '{where} --help')", file=sys.stderr)
+        print(f"{where}: error: {_usage_message(e.format_message())} (see '{where} --help')", file=sys.stderr)
         sys.exit(2)
     except typer.Abort:  # typer.Abort is click's Abort in every typer version
         print("gantools: interrupted", file=sys.stderr)
         sys.exit(130)
     except BrokenPipeError:  # e.g. `gantools train --help | head`: the reader left; not an error of ours
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(141)
     except cx.ClickException as e:

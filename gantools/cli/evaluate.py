@@ -12,6 +12,7 @@ import typer
 
 from gantools.cli import app
 from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors, print_json
+from gantools.cli.names import complete_data, complete_devices, complete_metric_list
 
 HELP = (
     "Score images against real ones: FID, IS, KID, precision/recall, with the 2015-12-05 TensorFlow "
@@ -39,18 +40,20 @@ HELP = (
 @handle_errors
 def evaluate(
     fake: str = typer.Argument(..., help="Images to score: data source, '-', checkpoint (.pt) or statistics (.npz).",
-                               show_default=False),
+                               show_default=False, autocompletion=complete_data),
     real: Optional[str] = typer.Option(None, "--real", "-r",
-                                       help="Reference images: data source, '-', checkpoint or statistics file."),
+                                       help="Reference images: data source, '-', checkpoint or statistics file.",
+                                       autocompletion=complete_data),
     metrics: Optional[str] = typer.Option(None, "--metrics", "-m",
-                                          help="Comma-separated: fid, is, kid, pr (default: fid)."),
+                                          help="Comma-separated: fid, is, kid, pr (default: fid).",
+                                          autocompletion=complete_metric_list),
     n: Optional[int] = typer.Option(None, "-n", "--num",
                                     help="Images generated from a checkpoint (default: 10000); for a data "
                                     "source, use only its first N."),
     seed: int = typer.Option(0, help="Seed of generated latents and of the KID subsets."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b",
                                              help="Images per Inception pass (default: 32 on CPU, 200 on CUDA)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps.", autocompletion=complete_devices),
     per_class: bool = typer.Option(False, "--per-class",
                                    help="Also FID per class (labelled sources, conditional checkpoints) and "
                                    "their mean."),

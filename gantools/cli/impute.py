@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 import typer
 
 from gantools.cli import app
 from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors, print_json
+from gantools.cli.names import complete_checkpoints, complete_devices
+
+# The keys of gantools.impute.params.VARIANTS (importing that package here would import numpy).
+VARIANT_NAMES = ("gantools", "paper")
 
 
 @app.command(
@@ -34,11 +38,13 @@ def impute(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Rows per batch [default: 128]."),
     hint_rate: Optional[float] = typer.Option(None, "--hint-rate", help="Probability a cell's mask entry is revealed to D [default: 0.9]."),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="Weight of the reconstruction loss on observed cells [default: 100]."),
-    variant: str = typer.Option("gantools", "--variant", help="gantools: GAIN that also trains G to rebuild observed cells it is not shown, with wider layers (lower RMSE on Letter and Spam, bench/RESULTS.md); paper: GAIN exactly as published."),
+    variant: Literal[VARIANT_NAMES] = typer.Option("gantools", "--variant", help="gantools: GAIN that also trains G to rebuild observed cells it is not shown, with wider layers (lower RMSE on Letter and Spam, bench/RESULTS.md); paper: GAIN exactly as published."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initialisation, batches, hints and noise (and of the hidden cells with --evaluate)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto (the networks are tiny: the CPU is usually fastest)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto (the networks are tiny: the CPU is usually fastest).",
+                               autocompletion=complete_devices),
     save_model: Optional[str] = typer.Option(None, "--save-model", help="Save the fitted imputer here (a gantools checkpoint, model 'gain')."),
-    model: Optional[str] = typer.Option(None, "--model", help="Apply this saved imputer instead of fitting one (same columns)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Apply this saved imputer instead of fitting one (same columns).",
+                                        autocompletion=complete_checkpoints),
     evaluate: bool = typer.Option(False, "--evaluate", help="Hide --miss-rate of the observed cells, impute them, report RMSE (GAIN and column means) instead of writing the table."),
     miss_rate: float = typer.Option(0.2, "--miss-rate", help="With --evaluate: the fraction of observed cells hidden (MCAR, seeded)."),
     json_: bool = typer.Option(False, "--json", help="With --evaluate: one JSON object on stdout."),
@@ -62,14 +68,12 @@ def impute(
     if not evaluate and miss_rate != 0.2:
         raise UsageError("--miss-rate goes with --evaluate")
     _check_outputs(data, model, out, save_model, overwrite)
-    from gantools.impute.params import DEFAULT_VARIANT, VARIANTS
+    from gantools.impute.params import DEFAULT_VARIANT
 
     params = {"iterations": iterations, "batch_size": batch_size, "hint_rate": hint_rate, "alpha": alpha}
     if model and (any(v is not None for v in params.values()) or variant != DEFAULT_VARIANT):
         raise UsageError("--iterations/--batch-size/--hint-rate/--alpha/--variant train a new imputer; --model applies a saved one")
 
-    if variant not in VARIANTS:
-        raise UsageError(f"--variant {variant}: expected one of {', '.join(VARIANTS)}")
     params["variant"] = variant
     imputer = None
     if model:

@@ -8,12 +8,14 @@ import typer
 
 from gantools.cli import app
 from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors, print_json
+from gantools.cli.names import complete_checkpoints
 
 
 @app.command(help="Describe a gantools checkpoint: model, hyper-parameters, data, step, config, last metrics.")
 @handle_errors
 def info(
-    ckpt: Path = typer.Argument(..., help="A gantools checkpoint (.pt).", show_default=False),
+    ckpt: Path = typer.Argument(..., help="A gantools checkpoint (.pt).", show_default=False,
+                                autocompletion=complete_checkpoints),
     json_: bool = typer.Option(False, "--json", help="One JSON object on stdout, for scripts."),
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,

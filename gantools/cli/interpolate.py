@@ -9,6 +9,7 @@ import typer
 
 from gantools.cli import app
 from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors, info, require_output_or_pipe
+from gantools.cli.names import complete_checkpoints, complete_devices
 
 
 @app.command(
@@ -24,7 +25,8 @@ from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors, info, requi
 )
 @handle_errors
 def interpolate(
-    ckpt: Path = typer.Argument(..., help="A gantools checkpoint (.pt).", show_default=False),
+    ckpt: Path = typer.Argument(..., help="A gantools checkpoint (.pt).", show_default=False,
+                                autocompletion=complete_checkpoints),
     slerp: bool = typer.Option(True, "--slerp/--lerp", help="Spherical (default; linear where the endpoints are nearly parallel) or linear interpolation."),
     steps: int = typer.Option(8, "--steps", "-k", help="Frames per segment, both endpoints included (at least 2)."),
     seeds: Optional[str] = typer.Option(None, help="A path through these seeds' latents, e.g. 3,17,42."),
@@ -40,7 +42,7 @@ def interpolate(
     zoom: int = typer.Option(1, help="Enlarge .png and .gif pictures by this integer factor (nearest neighbour)."),
     batch_size: int = typer.Option(256, "--batch-size", "-b", help="Frames generated per forward pass."),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA generator when the checkpoint has one."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps.", autocompletion=complete_devices),
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
 ) -> None:

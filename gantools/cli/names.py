@@ -1,20 +1,25 @@
-"""Registry names for shell completion, read without importing torch.
+"""What TAB offers for option values and arguments, without importing torch.
 
-Importing the registering modules (`gantools.models`, `gantools.losses`, `gantools.metrics`) pulls
-in torch or numpy, which would make every TAB press take seconds. Instead this module reads the
-same modules' source with `ast` and picks out the `ModelSpec(...)`, `LossSpec(...)` and
-`MetricSpec(...)` calls: their `name` (keyword or first argument) and `description`. Models
-are those `gantools train` trains (not `trainer="gain"`, which `gantools impute` fits). It scans
-exactly the modules the registry's loaders import, so a new model file is completed without
-any list to update; tests/test_shell.py checks the result against the real registry.
+The commands attach these functions to their parameters (`autocompletion=`); Click's completion
+protocol (gantools.cli.completion) calls the one under the cursor. Fixed words are not here:
+they are the options' choice types, so completion and validation share one list.
 
-`_GANTOOLS_COMPLETE_NAMES=KIND gantools` (KIND: models, losses, metrics) prints one
-`name<TAB>description` line per entry; the generated completion scripts call it.
+Registry names: importing the registering modules (`gantools.models`, `gantools.losses`,
+`gantools.metrics`) pulls in torch or numpy, which would make every TAB press take seconds.
+Instead `registered()` reads the same modules' source with `ast` and picks out the
+`ModelSpec(...)`, `LossSpec(...)` and `MetricSpec(...)` calls: their `name` (keyword or first
+argument) and `description`. Models are those `gantools train` trains (not `trainer="gain"`, which
+`gantools impute` fits). It scans exactly the modules the registry's loaders import, so a new
+model file is completed without any list to update; tests/test_shell.py checks the result
+against the real registry.
+
+Paths: a completer that lists paths offers folders (with a trailing /) and the files it wants;
+when it has nothing but one folder to offer it offers nothing, and the shell completes the path
+itself (the folder then gets its slash and no trailing space).
 """
 
 from __future__ import annotations
 
-import ast
 import os
 from pathlib import Path
 
@@ -26,7 +31,8 @@ KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "losses": ("LossSpec", ("losses.py",)),
     "metrics": ("MetricSpec", ("metrics",)),
 }
-ENV_VAR = "_GANTOOLS_COMPLETE_NAMES"
+TOY_SETS = ("toy:ring", "toy:grid", "toy:shapes")  # the built-in data sets (gantools.data.toy)
+DEVICES = ("auto", "cpu", "cuda", "mps")  # --device also takes cuda:N
 
 
 def _files(rel: str) -> list[Path]:
@@ -45,11 +51,15 @@ def _files(rel: str) -> list[Path]:
     return out
 
 
-def _const_str(node: ast.AST | None) -> str | None:
+def _const_str(node) -> str | None:
+    import ast
+
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
 def _specs_in(path: Path, cls: str) -> list[tuple[str, str]]:
+    import ast  # here, not at the top: `gantools --help` does not need it
+
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     except (OSError, SyntaxError, UnicodeDecodeError):
@@ -83,15 +93,71 @@ def registered(kind: str) -> list[tuple[str, str]]:
     return sorted(entries.items())
 
 
-def print_names(kind: str) -> int:
-    """The completion hook: `name<TAB>description` lines on stdout; exit status 2 for an unknown kind."""
-    if kind not in KINDS:
-        return 2
-    for name, desc in registered(kind):
-        print(f"{name}\t{' '.join(desc.split())}")
-    return 0
+# ----------------------------------------------------------------------------- completers
 
 
-def hook_requested() -> str | None:
-    """The kind asked for by the completion hook's environment variable, or None."""
-    return os.environ.get(ENV_VAR) or None
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def complete_models(incomplete: str) -> list[tuple[str, str]]:
+    """Models `gantools train` trains, with their descriptions."""
+    return [(n, _one_line(d)) for n, d in registered("models") if n.startswith(incomplete)]
+
+
+def complete_losses(incomplete: str) -> list[tuple[str, str]]:
+    """Loss names, with their descriptions."""
+    return [(n, _one_line(d)) for n, d in registered("losses") if n.startswith(incomplete)]
+
+
+def complete_metric_list(incomplete: str) -> list[tuple[str, str]]:
+    """The last item of a comma-separated list of metric names (those not already in it)."""
+    head, comma, last = incomplete.rpartition(",")
+    chosen = set(head.split(",")) if comma else set()
+    return [(head + comma + n, _one_line(d)) for n, d in registered("metrics")
+            if n.startswith(last) and n not in chosen]
+
+
+def complete_devices(incomplete: str) -> list[str]:
+    return [d for d in DEVICES if d.startswith(incomplete)]
+
+
+def _paths(incomplete: str, suffix: str | None = None) -> list[str]:
+    """Folders (as NAME/) and files (ending in `suffix`, when given) whose path starts with `incomplete`;
+    hidden ones only when asked for by a leading dot."""
+    cut = incomplete.rfind("/") + 1
+    folder, start = incomplete[:cut], incomplete[cut:]
+    try:
+        entries = sorted(os.scandir(os.path.expanduser(folder) or "."), key=lambda e: e.name)
+    except OSError:
+        return []
+    out = []
+    for e in entries:
+        if not e.name.startswith(start) or (e.name.startswith(".") and not start.startswith(".")):
+            continue
+        if e.is_dir():
+            out.append(f"{folder}{e.name}/")
+        elif suffix is None or e.name.endswith(suffix):
+            out.append(folder + e.name)
+    return out
+
+
+def _or_shell(found: list[str]) -> list[str]:
+    """Nothing (the shell completes paths itself) when all there is to offer is one folder."""
+    return [] if len(found) == 1 and found[0].endswith("/") else found
+
+
+def complete_checkpoints(incomplete: str) -> list[str]:
+    """Checkpoints (*.pt) and folders."""
+    return _or_shell(_paths(incomplete, ".pt"))
+
+
+def complete_toml(incomplete: str) -> list[str]:
+    """Configuration files (*.toml) and folders."""
+    return _or_shell(_paths(incomplete, ".toml"))
+
+
+def complete_data(incomplete: str) -> list[str]:
+    """A data source: the built-in toy sets, '-' (the image stream) and any path."""
+    words = [w for w in ("-",) + TOY_SETS if w.startswith(incomplete)]
+    return words + _paths(incomplete) if words else []  # no toy set matches: the shell completes the path

@@ -9,6 +9,7 @@ import typer
 
 from gantools.cli import app
 from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors, require_output_or_pipe
+from gantools.cli.names import complete_checkpoints, complete_devices
 
 
 @app.command(
@@ -20,7 +21,8 @@ from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors, require_out
 )
 @handle_errors
 def sample(
-    ckpt: Path = typer.Argument(..., help="A gantools checkpoint (.pt).", show_default=False),
+    ckpt: Path = typer.Argument(..., help="A gantools checkpoint (.pt).", show_default=False,
+                                autocompletion=complete_checkpoints),
     n: int = typer.Option(64, "-n", "--num", help="Number of samples."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output: folder, x.png, x.npz, x.h5 or - (stream)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file OUT, or gantools' own earlier output in a folder OUT (files it did not write there are never touched)."),
@@ -30,7 +32,7 @@ def sample(
     truncation: Optional[float] = typer.Option(None, help="Draw z from the normal truncated to [-T, T]."),
     nrow: int = typer.Option(8, help="Images per row of a .png grid."),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA generator when the checkpoint has one."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps.", autocompletion=complete_devices),
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
 ) -> None:

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
 from gantools.cli import app
 from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors
+from gantools.cli.names import (complete_checkpoints, complete_data, complete_devices, complete_losses,
+                                complete_models, complete_toml)
 
-
-def _complete_models(incomplete: str):
-    from gantools.registry import MODELS
-
-    return [n for n in MODELS.names() if n.startswith(incomplete)]
+# The words three options take: as their types, they are both what TAB offers and what is accepted.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+LR_SCHEDULES = ("constant", "linear")
+UPDATE_SCHEMES = ("alternating", "simultaneous")
 
 
 @app.command(
@@ -27,8 +28,9 @@ def _complete_models(incomplete: str):
 @handle_errors
 def train(
     model: Optional[str] = typer.Argument(None, help="Registered model name (see `gantools models`).",
-                                          autocompletion=_complete_models, show_default=False),
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="Training data source."),
+                                          autocompletion=complete_models, show_default=False),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Training data source.",
+                                       autocompletion=complete_data),
     steps: Optional[int] = typer.Option(None, help="Total optimisation steps [default: the model's]."),
     epochs: Optional[float] = typer.Option(None, help="Train for this many passes over the data instead of --steps."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Batch size [default: the model's]."),
@@ -36,28 +38,32 @@ def train(
     lr_d: Optional[float] = typer.Option(None, "--lr-d", help="Discriminator learning rate (Adam)."),
     betas: Optional[str] = typer.Option(None, help="Adam betas as B1,B2 [default: 0.5,0.999]."),
     n_critic: Optional[int] = typer.Option(None, "--n-critic", help="D steps per G step [default: 5 for wgan-gp, else 1]."),
-    loss: Optional[str] = typer.Option(None, help="Loss: ns, minimax, lsgan, hinge, wgan-gp [default: the model's]."),
+    loss: Optional[str] = typer.Option(None, help="Loss: ns, minimax, lsgan, hinge, wgan-gp [default: the model's].",
+                                       autocompletion=complete_losses),
     z_dim: Optional[int] = typer.Option(None, "--z-dim", help="Latent dimension [default: the model's]."),
     ema: Optional[bool] = typer.Option(None, "--ema/--no-ema", help="Keep an exponential moving average of G [default: off]."),
     ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="EMA decay per step [default: 0.999]."),
     seed: Optional[int] = typer.Option(None, help="Random seed [default: 0]."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N or mps [default: auto]."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N or mps [default: auto].",
+                                         autocompletion=complete_devices),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder [default: runs/MODEL-DATA-NNN]."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with the same keys as these options; the command line wins."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run: RUNDIR or a checkpoint (--steps or --epochs is the new total)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with the same keys as these options; the command line wins.",
+                                          autocompletion=complete_toml),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run: RUNDIR or a checkpoint (--steps or --epochs is the new total).",
+                                          autocompletion=complete_checkpoints),
     sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Write a sample grid every N steps, 0 for never [default: 500]."),
     ckpt_every: Optional[int] = typer.Option(None, "--ckpt-every", help="Write a checkpoint every N steps [default: 1000]."),
     keep: Optional[int] = typer.Option(None, "--keep", help="Keep the N newest step checkpoints [default: 3]."),
     log_every: Optional[int] = typer.Option(None, "--log-every", help="Log losses to metrics.jsonl every N steps [default: 50]."),
     resolution: Optional[int] = typer.Option(None, help="Resize images to this size [default: from the data]."),
     channels: Optional[int] = typer.Option(None, help="1 (grey) or 3 (RGB) [default: from the data]."),
-    compile: Optional[str] = typer.Option(None, "--compile", help="torch.compile G and D with this mode: default, reduce-overhead (CUDA graphs) or max-autotune [default: off]."),
+    compile: Optional[Literal[COMPILE_MODES]] = typer.Option(None, "--compile", help="torch.compile G and D in this mode (reduce-overhead: with CUDA graphs) [default: off]."),
     cuda_graphs: Optional[bool] = typer.Option(None, "--cuda-graphs/--no-cuda-graphs", help="Replay each step as one CUDA graph (in-memory data, constant LR, no GP/R1) [default: on where possible]."),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast [default: on for CUDA, off for CPU]."),
     r1: Optional[float] = typer.Option(None, "--r1", help="R1 penalty weight gamma on real data (Mescheder et al. 2018) [default: the model's, else 0 (off)]."),
-    lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="constant, or linear (decay to 0 at --lr-horizon) [default: the model's, else constant]."),
+    lr_schedule: Optional[Literal[LR_SCHEDULES]] = typer.Option(None, "--lr-schedule", help="constant, or linear (decay to 0 at --lr-horizon) [default: the model's, else constant]."),
     lr_horizon: Optional[int] = typer.Option(None, "--lr-horizon", help="Step where a linear schedule reaches 0; fixed when the run starts and kept on --resume, so a resumed run decays as one run would. A run may not go past it with a linear schedule (its rate would be 0): resume with a later --lr-horizon to decay over the longer run (the rate then follows the new horizon from the resumed step on) [default: --steps]."),
-    updates: Optional[str] = typer.Option(None, "--updates", help="alternating (G's gradient through the updated D) or simultaneous (G and D from one D pass, less work) [default: the model's, else alternating]."),
+    updates: Optional[Literal[UPDATE_SCHEMES]] = typer.Option(None, "--updates", help="alternating (G's gradient through the updated D) or simultaneous (G and D from one D pass, less work) [default: the model's, else alternating]."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
