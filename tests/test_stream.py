@@ -176,3 +176,15 @@ def test_a_version_1_stream_still_reads():
     ds = open_source("-", stdin=io.BytesIO(data))
     assert np.array_equal(ds.images.permute(0, 2, 3, 1).numpy(), _images(3))
     assert ds.labels.tolist() == [1, 0, 1] and ds.class_names == ["a", "b"]
+
+
+def test_sample_and_interpolate_streams_state_their_count(tiny_dcgan, cli):
+    """The commands that know how many images they send say so in stream.json."""
+    for args, n in ((("sample", tiny_dcgan, "-n", "5"), 5),
+                    (("interpolate", tiny_dcgan, "--seeds", "1,2", "--steps", "4", "--device", "cpu"), 4)):
+        r = cli(*args, "-o", "-")
+        assert r.code == 0, r.err
+        with tarfile.open(fileobj=io.BytesIO(r.out)) as tar:
+            header = json.load(tar.extractfile("stream.json"))
+            pngs = [m for m in tar.getnames() if m.endswith(".png")]
+        assert header["count"] == len(pngs) == n, (args, header)

@@ -133,7 +133,7 @@ def _write(p, batches, out: str, fps: float, loop: bool, zoom_: int, class_names
     labels = p.labels()
     extra = {k: v for k, v in arrays.items() if k != "z"}
     with ImageWriter(out, nrow=p.frames_per_row, class_names=class_names, extra=extra, fps=fps,
-                     loop=loop, overwrite=overwrite) as writer:
+                     loop=loop, overwrite=overwrite, count=len(arrays["z"])) as writer:
         if kind in ("png", "gif"):
             frames = np.concatenate(list(batches))
             if kind == "gif":

@@ -46,19 +46,19 @@ def sample(
     batches = generate_batches(ck, n, seed, batch_size, device_, class_index, truncation, ema, G=G)
     if ck["data"]["kind"] == "image":
         _write_images(batches, require_output_or_pipe(out, "images"), nrow, ck["data"].get("class_names") or [],
-                      overwrite)
+                      overwrite, n)
     else:
         _write_vectors(batches, out, overwrite)
 
 
-def _write_images(batches, out: str, nrow: int, class_names: list, overwrite: bool) -> None:
+def _write_images(batches, out: str, nrow: int, class_names: list, overwrite: bool, count: int) -> None:
     from gantools.data.writers import ImageWriter, output_kind
 
     if output_kind(out) == "gif":
         from gantools.errors import UsageError
 
         raise UsageError(f"{out}: sample writes a folder, .png, .npz, .h5 or -; GIFs come from `gantools interpolate`")
-    with ImageWriter(out, nrow=nrow, class_names=class_names, overwrite=overwrite) as writer:
+    with ImageWriter(out, nrow=nrow, class_names=class_names, overwrite=overwrite, count=count) as writer:
         for images, labels, z in batches:
             writer.write(images.permute(0, 2, 3, 1).numpy(), labels, z)
 

@@ -69,7 +69,7 @@ class ImageWriter:
 
     def __init__(self, out: str, nrow: int = 8, class_names: list[str] | None = None,
                  extra: dict | None = None, fps: float = 12.0, loop: bool = True,
-                 stdout: BinaryIO | None = None, overwrite: bool = False):
+                 stdout: BinaryIO | None = None, overwrite: bool = False, count: int | None = None):
         self.out, self.kind, self.nrow = out, check_output(out, overwrite), nrow
         self.class_names = class_names or []
         self.extra = dict(extra or {})  # more arrays for npz/h5 (e.g. interpolation fractions)
@@ -79,7 +79,8 @@ class ImageWriter:
         if self.kind == "stream":
             from gantools.data.stream import StreamWriter
 
-            self._stream = StreamWriter(stdout or sys.stdout.buffer, self.class_names)
+            # the image count, when known, goes into the stream's header: readers then tell a cut stream
+            self._stream = StreamWriter(stdout or sys.stdout.buffer, self.class_names, count=count)
         elif self.kind == "folder":
             # overwrite: replace gantools' own earlier images there (see OutputFolder)
             self._folder = OutputFolder(out, "images", overwrite)
