@@ -115,7 +115,7 @@ class OutputFolder:
     `discard()` removes the temporaries. No folder is renamed, so `.` works.
     """
 
-    def __init__(self, folder: str | os.PathLike, kind: str, overwrite: bool = False):
+    def __init__(self, folder: str | os.PathLike, kind: str, overwrite: bool = False, create: bool = True):
         self.folder, self.kind = Path(folder), kind
         self._shown = self.folder if self.folder.name not in ("", "..") else self.folder.resolve()
         self._created = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
@@ -132,7 +132,8 @@ class OutputFolder:
         if not overwrite and self._ours:
             raise GantoolsError(f"{self._shown}: holds {len(self._ours)} file(s) of an earlier gantools run; "
                                 "give --overwrite to replace them, or choose another folder")
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if create:  # create=False: only the refusals above, before any work (check_folder)
+            self.folder.mkdir(parents=True, exist_ok=True)
 
     def _read_contents(self) -> tuple[dict[str, dict], set[str]]:
         """Split the folder's entries into gantools' own earlier files (per the manifest) and others."""
@@ -237,6 +238,11 @@ class OutputFolder:
             self.commit()
         else:
             self.discard()
+
+
+def check_folder(folder: str | os.PathLike, kind: str, overwrite: bool = False) -> None:
+    """Refuse, with one line and before any work, a folder that `OutputFolder` would refuse; creates nothing."""
+    OutputFolder(folder, kind, overwrite, create=False)
 
 
 def _temporary(folder: Path, name: str, tag: str) -> Path:

@@ -64,6 +64,14 @@ def test_folder_with_a_users_files_is_refused(cli, tiny_dcgan, tmp_path, command
     assert snapshot(tmp_path / "photos") == before
 
 
+def test_a_refused_folder_is_the_only_line_even_without_quiet(cli, tiny_dcgan, tmp_path, command):
+    """The folder is checked before any work or talk (interpolate's plan line came first once)."""
+    before = user_files(tmp_path / "photos")
+    r = cli(*COMMANDS[command](tiny_dcgan, False, 0), "--device", "cpu", "-o", tmp_path / "photos")
+    assert_one_error_line(r, "did not write")
+    assert snapshot(tmp_path / "photos") == before and not (tmp_path / "photos" / ".gantools-manifest.json").exists()
+
+
 def test_dot_holding_a_users_file_is_refused(cli, tiny_dcgan, tmp_path, monkeypatch, command):
     before = user_files(tmp_path)
     monkeypatch.chdir(tmp_path)

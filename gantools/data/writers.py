@@ -17,8 +17,9 @@ import numpy as np
 from PIL import Image
 
 from gantools.errors import UsageError
-from gantools.fsutil import OutputFolder, atomic_path, check_target
+from gantools.fsutil import OutputFolder, atomic_path, check_folder, check_target
 
+FOLDER_KIND = "images"  # the kind of output folder ImageWriter writes (its manifest says so)
 OUTPUT_KINDS = "a folder, x.png (grid), x.gif, x.npz, x.h5 or - (the image stream)"
 
 
@@ -44,7 +45,9 @@ def check_output(out: str, overwrite: bool = False) -> str:
     """The kind of OUT; an unknown suffix or (unless `overwrite`) an existing file is refused: call it
     before any work."""
     kind = output_kind(out)
-    if kind not in ("stream", "folder"):
+    if kind == "folder":
+        check_folder(out, FOLDER_KIND, overwrite)
+    elif kind != "stream":
         check_target(out, overwrite)
     return kind
 
@@ -83,7 +86,7 @@ class ImageWriter:
             self._stream = StreamWriter(stdout or sys.stdout.buffer, self.class_names, count=count)
         elif self.kind == "folder":
             # overwrite: replace gantools' own earlier images there (see OutputFolder)
-            self._folder = OutputFolder(out, "images", overwrite)
+            self._folder = OutputFolder(out, FOLDER_KIND, overwrite)
 
     def write(self, images: np.ndarray, labels: np.ndarray | None = None, z: np.ndarray | None = None) -> None:
         """Add a batch of uint8 NHWC images with optional labels and latents."""
