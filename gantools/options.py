@@ -124,6 +124,24 @@ RANGES: dict[str, Range] = {
     "seed": Range(int, 0, SEED_MAX),
 }
 
+# The words of train's word-valued options: their CLI types (what TAB offers and what is accepted) and
+# the check of a --config file or a resumed run's values (gantools.train._resolve) read these.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "compile": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+    "lr_schedule": ("constant", "linear"),
+    "updates": ("alternating", "simultaneous"),
+}
+
+
+def check_choices(values: Mapping[str, Any], source: str | None = None) -> None:
+    """Refuse (UsageError) a word-valued option that is not one of its CHOICES; None means unset."""
+    for name, words in CHOICES.items():
+        value = values.get(name)
+        if value is not None and value not in words:
+            label = f"{source}: {name} =" if source else "--" + name.replace("_", "-")
+            raise UsageError(f"{label} {value}: expected {', '.join(words[:-1])} or {words[-1]}")
+
+
 COMMAND_RANGES: dict[str, dict[str, Range]] = {
     "interpolate": {"steps": Range(int, 2)},  # frames per segment, both endpoints included
 }
@@ -141,4 +159,5 @@ def check_values(command: str, values: Mapping[str, Any], source: str | None = N
     for name, value in values.items():
         entry = range_for(command, name)
         if entry is not None and value is not None:
-            entry.check(f"{source}: {name} =" if source else "--" + name.replace("_", "-"), value)
+            flag = "-" + name if len(name) == 1 else "--" + name.replace("_", "-")
+            entry.check(f"{source}: {name} =" if source else flag, value)

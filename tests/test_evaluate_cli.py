@@ -127,6 +127,11 @@ def test_python_api_is_the_cli_code_path(cli, sets):
     assert api["fake"]["count"] == api["real"]["count"] == N
     with pytest.raises(UsageError, match="unknown metric"):
         evaluate(str(sets["x"]), str(sets["y"]), ["fidd"])
+    # the CLI's ranges hold for API callers (gantools.options), named as the options are
+    for kwargs, flag in (({"n": 0}, "-n 0"), ({"kid_subset_size": 1}, "--kid-subset-size 1"),
+                         ({"batch_size": float("nan")}, "--batch-size nan")):
+        with pytest.raises(UsageError, match=flag):
+            evaluate(str(sets["x"]), str(sets["y"]), ["kid"], **kwargs)
 
 
 # ----------------------------------------------------------------------------- statistics files

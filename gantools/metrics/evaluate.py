@@ -36,17 +36,13 @@ def evaluate(fake: str, real: Optional[str] = None, metrics: str | Sequence[str]
     `overwrite`, and an input file always. Bad arguments raise UsageError, unreadable inputs GantoolsError.
     """
     from gantools.errors import UsageError
+    from gantools.options import check_values
 
     save_stats = Path(save_stats) if save_stats is not None else None
     names = parse_metrics(metrics, real is not None, save_stats is not None)
-    if n is not None and n < 1:
-        raise UsageError(f"-n {n}: must be at least 1")
-    if batch_size is not None and batch_size < 1:
-        raise UsageError(f"--batch-size {batch_size}: must be at least 1")
-    if kid_subsets < 1 or kid_subset_size < 2:
-        raise UsageError("--kid-subsets must be at least 1 and --kid-subset-size at least 2")
-    if is_splits < 1:
-        raise UsageError(f"--is-splits {is_splits}: must be at least 1")
+    # the CLI's ranges (gantools.options), for API callers too
+    check_values("evaluate", dict(n=n, seed=seed, batch_size=batch_size, kid_subsets=kid_subsets,
+                                  kid_subset_size=kid_subset_size, is_splits=is_splits))
     if fake == "-" and real == "-":
         raise UsageError("FAKE and --real cannot both be '-' (there is one stdin)")
 
