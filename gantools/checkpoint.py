@@ -19,7 +19,8 @@ from gantools.errors import GantoolsError
 from gantools.fsutil import atomic_path
 
 FORMAT = "gantools-checkpoint"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1 files are read as version 2 by `upgrade`
 REQUIRED_KEYS = ("format", "version", "model", "hparams", "data", "state")
 
 
@@ -27,9 +28,10 @@ def new_checkpoint(model: str, hparams: dict, data: dict, state: dict, **extra: 
     """Return a checkpoint dict with the format header filled in.
 
     `data` is the data spec (kind, channels, resolution, dim, value_range,
-    num_classes, class_names, source); `state` maps module names (G, D, G_ema,
-    opt_G, opt_D, ...) to state dicts. Extra keys (step, rng, config, metrics)
-    are stored as given.
+    num_classes, class_names, source); `state` maps each network's name (G, D, ...),
+    the EMA generator's (G_ema) and each optimiser's (opt_G, opt_D, ...) to state
+    dicts. Extra keys (step, rng, config, metrics, networks, optimizers, generator,
+    prior, phase) are stored as given; the ones not given are read off `state`.
     """
     ckpt = {
         "format": FORMAT,
@@ -46,6 +48,19 @@ def new_checkpoint(model: str, hparams: dict, data: dict, state: dict, **extra: 
         "metrics": [],
     }
     ckpt.update(extra)
+    return upgrade(ckpt)
+
+
+def upgrade(ckpt: dict) -> dict:
+    """Fill the keys of version 2 that a version 1 file (or a writer that names only `state`) lacks:
+    the networks and optimisers named in `state`, the generator `G`, an empty prior (the standard
+    normal), the one adversarial phase at the checkpoint's step."""
+    state = ckpt.get("state") or {}
+    ckpt.setdefault("networks", [k for k in state if not k.startswith("opt_") and not k.endswith("_ema")])
+    ckpt.setdefault("optimizers", {k[4:]: [k[4:]] for k in state if k.startswith("opt_")})
+    ckpt.setdefault("generator", "G")
+    ckpt.setdefault("prior", {})
+    ckpt.setdefault("phase", {"name": "adversarial", "index": 0, "step": int(ckpt.get("step", 0))})
     return ckpt
 
 
@@ -90,7 +105,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise GantoolsError(f"{path}: not a readable checkpoint ({first})") from None
     validate(ckpt, path)
-    return ckpt
+    return upgrade(ckpt)
 
 
 def validate(ckpt: Any, path: str | os.PathLike = "<checkpoint>") -> None:
@@ -98,10 +113,10 @@ def validate(ckpt: Any, path: str | os.PathLike = "<checkpoint>") -> None:
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise GantoolsError(f"{path}: not a gantools checkpoint (no '{FORMAT}' header)")
     version = ckpt.get("version")
-    if version != VERSION:
+    if version not in READABLE_VERSIONS:
         raise GantoolsError(
             f"{path}: checkpoint format version {version!r} is not supported "
-            f"(this gantools {__version__} reads version {VERSION})"
+            f"(this gantools {__version__} reads versions {', '.join(map(str, READABLE_VERSIONS))})"
         )
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
@@ -118,6 +133,7 @@ def summary(ckpt: dict) -> dict:
             return 0
 
     state = ckpt.get("state", {})
+    ckpt = upgrade(dict(ckpt))
     return {
         "format": ckpt["format"],
         "version": ckpt["version"],
@@ -131,6 +147,11 @@ def summary(ckpt: dict) -> dict:
         "parameters": {
             k: parameters(v) for k, v in state.items() if v is not None and not k.startswith("opt")
         },
+        "networks": list(ckpt["networks"]),
+        "generator": ckpt["generator"],
+        "optimizers": {k: list(v) for k, v in ckpt["optimizers"].items()},
+        "prior": {k: list(getattr(v, "shape", ())) for k, v in ckpt["prior"].items()},
+        "phase": dict(ckpt["phase"]),
         "state": sorted(k for k, v in state.items() if v is not None),
         "metrics_last": (ckpt.get("metrics") or [None])[-1],
         "metrics_count": len(ckpt.get("metrics") or []),

@@ -40,10 +40,11 @@ def load_generator(ckpt: dict, device: torch.device | str = "cpu", ema: bool = T
         raise UsageError(f"model {ckpt['model']!r} is not an image/vector generator (it is used by "
                          f"`gantools {'impute' if spec.trainer == 'gain' else spec.trainer}`)")
     G = spec.build_generator(ckpt["hparams"], ckpt["data"])
-    state = ckpt["state"].get("G_ema") if ema else None
-    state = state if state is not None else ckpt["state"].get("G")
+    name = ckpt.get("generator", "G")
+    state = ckpt["state"].get(f"{name}_ema") if ema else None
+    state = state if state is not None else ckpt["state"].get(name)
     if state is None:
-        raise GantoolsError("checkpoint has no generator weights (state 'G')")
+        raise GantoolsError(f"checkpoint has no generator weights (state {name!r})")
     try:
         G.load_state_dict(state)
     except RuntimeError as e:
@@ -53,21 +54,25 @@ def load_generator(ckpt: dict, device: torch.device | str = "cpu", ema: bool = T
 
 
 def latents(seed: int, n: int, z_dim: int, truncation: float | None = None) -> np.ndarray:
-    """n x z_dim float32 standard normal latents for `seed`, prefix-stable in n.
+    """n x z_dim float32 standard normal latents for `seed`, prefix-stable in n: the draw of the
+    standard prior (gantools.objective.GaussianPrior) from the seed's numpy stream.
 
     With `truncation` t the latents follow the normal truncated to [-t, t] (BigGAN's
     truncation trick), drawn by inverting the CDF so they stay prefix-stable too.
     """
-    rng = np.random.default_rng(seed)
-    if truncation is None:
-        return rng.standard_normal((n, z_dim), dtype=np.float32)
-    if truncation <= 0:
-        raise UsageError(f"--truncation {truncation}: must be positive")
-    from scipy.special import ndtr, ndtri
+    from gantools.objective import GaussianPrior
 
-    lo = ndtr(-truncation)
-    u = rng.random((n, z_dim))
-    return ndtri(lo + u * (1 - 2 * lo)).astype(np.float32)
+    return GaussianPrior(z_dim).draw(n, np.random.default_rng(seed), truncation=truncation)["z"].numpy()
+
+
+def load_objective(ckpt: dict):
+    """The checkpoint's model objective (how G is fed) and its prior, with the prior's saved tensors."""
+    from gantools.objective import build_objective
+
+    objective = build_objective(MODELS.get(ckpt["model"]), ckpt["hparams"], ckpt["data"])
+    prior = objective.build_prior()
+    prior.load_state_dict(ckpt.get("prior") or {})
+    return objective, prior
 
 
 def class_labels(seed: int, n: int, num_classes: int, class_index: int | None = None) -> np.ndarray | None:
@@ -125,16 +130,15 @@ def generate_batches(
         raise UsageError(f"--batch-size {batch_size}: must be at least 1")
     device = resolve_device(device) if isinstance(device, str) else device
     G = G if G is not None else load_generator(ckpt, device, ema)
-    z_all = latents(seed, n, int(ckpt["hparams"]["z_dim"]), truncation)
     num_classes = int(ckpt["data"].get("num_classes", 0)) if is_conditional(ckpt) else 0
     y_all = class_labels(seed, n, num_classes, class_index)
     if num_classes == 0 and class_index is not None:
         raise UsageError("--class: this model is not conditional")
+    objective, prior = load_objective(ckpt)
+    inputs = prior.draw(n, np.random.default_rng(seed), None if y_all is None else torch.from_numpy(y_all), truncation)
     image = ckpt["data"]["kind"] == "image"
     for start in range(0, n, batch_size):
-        z = z_all[start:start + batch_size]
-        y = y_all[start:start + batch_size] if y_all is not None else None
-        zt = torch.from_numpy(z).to(device)
-        yt = torch.from_numpy(y).to(device) if y is not None else None
-        out = G(zt, yt)
-        yield (to_uint8(out).cpu() if image else out.float().cpu()), y, z
+        batch = {k: v[start:start + batch_size] for k, v in inputs.items()}
+        out = objective.fake(G, {k: v.to(device) for k, v in batch.items()})
+        y = batch["y"].numpy() if "y" in batch else None
+        yield (to_uint8(out).cpu() if image else out.float().cpu()), y, batch["z"].numpy()

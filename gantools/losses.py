@@ -1,7 +1,8 @@
 """GAN objectives on discriminator outputs (logits or critic scores).
 
 Each registers `d_loss(real_out, fake_out)` and `g_loss(fake_out)`; WGAN-GP
-adds its gradient penalty (computed by the training loop) and 5 critic steps.
+adds its gradient penalty (computed by the training loop) and 5 critic steps. They are
+building blocks: a model's objective (gantools.objective) calls them on D's scores.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ def _ns_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
 
 register_loss(LossSpec(
     "ns", "non-saturating GAN loss: G maximises log D(G(z)) (Goodfellow et al. 2014)",
-    d_loss=_ns_d, g_loss=lambda fake: F.softplus(-fake).mean(),
+    d_loss=_ns_d, g_loss=lambda fake: F.softplus(-fake).mean(), probabilities=True,
 ))
 register_loss(LossSpec(
     "minimax", "the original minimax loss: G minimises log(1 - D(G(z))) (saturates early)",
-    d_loss=_ns_d, g_loss=lambda fake: -F.softplus(fake).mean(),
+    d_loss=_ns_d, g_loss=lambda fake: -F.softplus(fake).mean(), probabilities=True,
 ))
 register_loss(LossSpec(
     "lsgan", "least squares GAN (Mao et al. 2017): targets 1 for real, 0 for fake",

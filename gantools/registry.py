@@ -62,7 +62,9 @@ class ModelSpec:
 
     build_generator(hparams, data) and build_discriminator(hparams, data) take
     the model's hyper-parameters (defaults merged with the user's) and the data
-    spec dict of the checkpoint schema, and return torch modules.
+    spec dict of the checkpoint schema, and return torch modules. `defaults`
+    declares every hyper-parameter the model takes (`[hparams]`, `--set KEY=VALUE`),
+    its networks' and its objective's alike (e.g. InfoGAN's lambda).
     """
 
     name: str
@@ -77,6 +79,9 @@ class ModelSpec:
     defaults: dict = field(default_factory=dict)
     trainer: str = "gan"  # which loop trains it: "gan" (gantools train) or "gain" (gantools impute)
     resolutions: tuple = ()  # image models: the resolutions it supports (empty: any)
+    # what `gantools train` trains: objective(spec, hparams, data, loss) -> an object with the interface of
+    # gantools.objective.GANObjective (networks, optimisers, prior, losses, phases); None: that plain GAN
+    objective: Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ class LossSpec:
     g_loss: Callable
     gradient_penalty: float = 0.0  # lambda of the WGAN-GP penalty, 0 for none
     default_n_critic: int = 1
+    probabilities: bool = False  # D's outputs are logits of P(real): D(x), D(G(z)) are logged through a sigmoid
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,11 @@ import torch
 from gantools import checkpoint as ckpt_io
 from gantools.data import ImageSet, open_source
 from gantools.errors import GantoolsError, Interrupted, UsageError
-from gantools.generate import latents, resolve_device, to_uint8
+from gantools.generate import resolve_device, to_uint8
 from gantools.log import ProgressReporter, debug, info, warn
 from gantools.losses import gradient_penalty
+from gantools.objective import build_objective
+from gantools.options import CHOICES
 from gantools.registry import LOSSES, MODELS
 
 try:
@@ -37,7 +39,7 @@ except ImportError:  # Windows: run folders are not locked
 
 # Keys of a model's registry defaults that configure training rather than the networks.
 TRAIN_KEYS = {"batch_size", "lr_g", "lr_d", "betas", "steps", "n_critic", "r1", "lr_schedule", "updates"}
-UPDATES = ("alternating", "simultaneous")
+UPDATES = CHOICES["updates"]  # the update schemes (their one list is gantools.options.CHOICES)
 
 
 @dataclass
@@ -289,19 +291,52 @@ class StopRequested:
 
 
 def model_hparams(cfg: TrainConfig, spec) -> dict:
-    """The network hyper-parameters of a resolved config: registry defaults, then the user's [hparams]."""
+    """The model's hyper-parameters for a resolved config: registry defaults, then the user's [hparams]."""
     hp = {k: v for k, v in spec.defaults.items() if k not in TRAIN_KEYS}
     hp.update(cfg.hparams)
     hp.update(z_dim=cfg.z_dim, loss=cfg.loss)
     return hp
 
 
-def _resolve(cfg: TrainConfig, spec) -> TrainConfig:
-    """Check the given numbers against the option table (gantools.options), then fill the None
-    fields (None means unset, nothing else does) from the model's registry defaults, then the loss's."""
-    from gantools.options import check_values
+def declared_hparams(spec) -> dict:
+    """The hyper-parameters `[hparams]` and `--set` may give a model, with their defaults: those of its
+    registry defaults that no option of `gantools train` sets."""
+    return {k: v for k, v in spec.defaults.items() if k not in TRAIN_KEYS and k not in TrainConfig.fields()}
+
+
+def _check_hparams(hparams: dict, spec) -> None:
+    """Refuse a hyper-parameter the model does not declare, or a value not of its default's type."""
+    declared = declared_hparams(spec)
+    for key, value in hparams.items():
+        if key not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise UsageError(f"hyper-parameter {key!r}: model {spec.name} has no such setting (it has: {known})")
+        want = declared[key]
+        kinds = {bool: ((bool,), "true or false"), int: ((int,), "an integer"), float: ((int, float), "a number"),
+                 str: ((str,), "a word"), list: ((list, tuple), "a list")}
+        ok, what = kinds.get(type(want), (None, ""))
+        if ok is not None and (not isinstance(value, ok) or (isinstance(value, bool) and type(want) is not bool)):
+            raise UsageError(f"hyper-parameter {key} = {value!r}: model {spec.name} takes {what} here (default {want!r})")
+
+
+DEFAULT_STEPS = 5000  # the steps of a model whose registry defaults name none
+
+
+def _resolve(cfg: TrainConfig, spec, data_len: int | None = None) -> TrainConfig:
+    """The one resolution of a training config, for a fresh run, a resumed one and --dry-run alike.
+
+    Checks the given values (gantools.options: ranges and choices; None means unset, nothing else
+    does), refuses --steps with --epochs, fills unset fields from the model's registry defaults, then
+    the loss's, then the fallbacks below, and checks [hparams] against the model's declared
+    hyper-parameters. Given the data's size, --epochs becomes steps (and is then unset, so that the
+    resolved config names the run's length once); without it (a dry run) those steps stay unknown.
+    """
+    from gantools.options import check_choices, check_values
 
     check_values("train", cfg.to_dict())
+    check_choices(cfg.to_dict())
+    if cfg.steps is not None and cfg.epochs is not None:
+        raise UsageError("--steps and --epochs: give the run's length one way, not both")
     d = spec.defaults
     if cfg.loss is None:
         cfg.loss = spec.default_loss
@@ -312,12 +347,18 @@ def _resolve(cfg: TrainConfig, spec) -> TrainConfig:
         if getattr(cfg, name) is None:
             setattr(cfg, name, d.get(name, fallback))
     cfg.betas = list(cfg.betas)
-    if cfg.compile not in (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"):
-        raise UsageError(f"--compile {cfg.compile}: expected default, reduce-overhead or max-autotune")
-    if cfg.lr_schedule not in ("constant", "linear"):
-        raise UsageError(f"--lr-schedule {cfg.lr_schedule}: expected constant or linear")
-    if cfg.updates not in UPDATES:
-        raise UsageError(f"--updates {cfg.updates}: expected {' or '.join(UPDATES)}")
+    check_choices(cfg.to_dict(), source=f"model {spec.name}'s defaults")
+    _check_hparams(cfg.hparams, spec)
+    if cfg.steps is None and cfg.epochs is None:
+        cfg.steps = d.get("steps", DEFAULT_STEPS)
+    if data_len is not None:
+        if data_len < cfg.batch_size:
+            raise UsageError(f"{cfg.data}: {data_len} samples is fewer than --batch-size {cfg.batch_size}")
+        if cfg.epochs is not None:  # epochs > 0 (checked above): at least 1 step
+            cfg.steps = math.ceil(cfg.epochs * (data_len // cfg.batch_size) / cfg.n_critic)
+            cfg.epochs = None
+    if cfg.lr_horizon is None:
+        cfg.lr_horizon = cfg.steps
     _check_lr_horizon(cfg)
     return cfg
 
@@ -354,75 +395,82 @@ def _load_data(cfg: TrainConfig, spec):
 
 
 class Trainer:
-    """Holds the models, optimisers and generators of one run; `run()` trains to `total_steps`."""
+    """Holds one run's networks, optimisers, prior and generators; `run()` trains to the last step.
+
+    What differs per model comes from its objective (gantools.objective): the named networks and
+    optimisers, G's inputs (its prior), the losses and logged values, the phases. The trainer owns
+    what is common: data, the D/G schedule, regularisers (GP, R1), EMA, AMP, CUDA graphs, logging,
+    samples, checkpoints, resume and signals.
+    """
 
     def __init__(self, cfg: TrainConfig, resume: dict | None = None, run_dir: Path | None = None):
         spec = MODELS.get(cfg.model)
         if spec.trainer != "gan":
             raise UsageError(f"model {cfg.model!r} is trained by `gantools {spec.trainer if spec.trainer != 'gain' else 'impute'}`, not `train`")
-        self.spec, self.cfg = spec, _resolve(cfg, spec)
-        self.loss = LOSSES.get(cfg.loss)
+        self.spec = spec
+        cfg = _resolve(cfg, spec)  # refuses a bad config before the data is read
         self.device = resolve_device(cfg.device)
-        self.amp = cfg.amp if cfg.amp is not None else self.device.type == "cuda"
 
-        # ---- data
+        # ---- data, then the run's length from its size (--epochs)
         self.data = _load_data(cfg, spec)
+        self.cfg = cfg = _resolve(cfg, spec, len(self.data))
+        self.loss = LOSSES.get(cfg.loss)
+        self.amp = cfg.amp if cfg.amp is not None else self.device.type == "cuda"
         self.data_spec = self.data.spec()
         if resume is not None:
             self._check_same_data(resume["data"])
-        if len(self.data) < cfg.batch_size:
-            raise UsageError(f"{cfg.data}: {len(self.data)} samples is fewer than --batch-size {cfg.batch_size}")
-        in_memory = getattr(self.data, "images", True) is not None
-        if in_memory:
+        if self._in_memory():
             self.data.to(self.device)
-        self.steps_per_epoch = len(self.data) // cfg.batch_size
-        if cfg.steps is None and cfg.epochs is not None:  # epochs > 0 (checked by _resolve): at least 1 step
-            cfg.steps = math.ceil(cfg.epochs * self.steps_per_epoch / cfg.n_critic)
-        if cfg.steps is None:
-            cfg.steps = spec.defaults.get("steps", 5000)
-        if cfg.lr_horizon is None:
-            cfg.lr_horizon = cfg.steps
-        _check_lr_horizon(cfg)
 
-        # ---- models (initialised from the seed; a resumed run loads its weights over these)
+        # ---- the model's objective and networks (initialised from the seed; a resume loads over them)
         torch.manual_seed(cfg.seed)
         self.hparams = hp = model_hparams(cfg, spec)
+        self.objective = obj = build_objective(spec, hp, self.data_spec, self.loss)
         try:
-            self.G = spec.build_generator(hp, self.data_spec).to(self.device)
-            self.D = spec.build_discriminator(hp, self.data_spec).to(self.device)
+            self.nets = obj.build_networks()
         except (ValueError, KeyError) as e:
             raise UsageError(f"model {cfg.model}: {e}") from None
         self.channels_last = self.data.kind == "image" and self.device.type in ("cuda", "cpu")
-        if self.channels_last:
-            self.G.to(memory_format=torch.channels_last)
-            self.D.to(memory_format=torch.channels_last)
+        for net in self.nets.values():
+            net.to(self.device)
+            if self.channels_last:
+                net.to(memory_format=torch.channels_last)
+        self.phases = obj.phases()
+        lengths = [p.steps if p.optimizer is not None else cfg.steps for p in self.phases]
+        self.phase_ends = list(np.cumsum(lengths))  # global step at which each phase ends
+        self.total_steps = int(self.phase_ends[-1])
         self.graph, self.graph_mode = None, None
-        fused = self.device.type in ("cuda", "cpu")  # one fused Adam kernel: ~15% faster steps on the CPU here too
         graphs = self._use_cuda_graphs()
-        self.opt_G = torch.optim.Adam(self.G.parameters(), cfg.lr_g, betas=tuple(cfg.betas), fused=fused,
-                                      capturable=graphs)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), cfg.lr_d, betas=tuple(cfg.betas), fused=fused,
-                                      capturable=graphs)
+        fused = self.device.type in ("cuda", "cpu")  # one fused Adam kernel: ~15% faster steps on the CPU here too
+        self.params, self.opts, self.lr_keys = {}, {}, {}
+        for name, (net_names, lr_key) in obj.optimizers().items():
+            self.params[name] = [p for n in net_names for p in self.nets[n].parameters()]
+            self.opts[name] = torch.optim.Adam(self.params[name], getattr(cfg, lr_key), betas=tuple(cfg.betas),
+                                               fused=fused, capturable=graphs)
+            self.lr_keys[name] = lr_key
         self._graphs_wanted = graphs
         self.G_ema = None
         if cfg.ema:
             import copy
 
-            self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+            self.G_ema = copy.deepcopy(self.nets[obj.generator]).eval().requires_grad_(False)
+        self.prior = obj.build_prior()
+        if resume is None:
+            self.prior.fit(getattr(self.data, "labels", None))
 
-        # ---- random state: one generator on the device for z (and GP mixing)
+        # ---- random state: one generator on the device for G's inputs (and GP mixing)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.step, self.metrics = 0, []
         self.epoch, self.epoch_pos = 0, 0
         if resume is not None:
             self._restore(resume)
-        self.fixed_z = torch.from_numpy(latents(cfg.seed, 64, cfg.z_dim)).to(self.device)
+        # the sample grid's inputs: those of `gantools sample --seed SEED`
+        self.fixed_inputs = {k: v.to(self.device) for k, v in self.prior.draw(64, np.random.default_rng(cfg.seed)).items()}
 
-        self.G_step, self.D_step = self.G, self.D
-        self.g_params, self.d_params = list(self.G.parameters()), list(self.D.parameters())
+        self.step_nets = dict(self.nets)
         if cfg.compile:
-            self.G_step = torch.compile(self.G, mode=cfg.compile)
-            self.D_step = torch.compile(self.D, mode=cfg.compile)
+            self.step_nets = {n: torch.compile(net, mode=cfg.compile) for n, net in self.nets.items()}
+        self.log_names: list[str] = []
 
         self.run_dir = Path(run_dir) if run_dir else None  # train() and resume() claim and lock it
 
@@ -436,12 +484,14 @@ class Trainer:
 
     def _restore(self, ck: dict) -> None:
         st = ck["state"]
-        self.G.load_state_dict(st["G"])
-        self.D.load_state_dict(st["D"])
-        self.opt_G.load_state_dict(st["opt_G"])
-        self.opt_D.load_state_dict(st["opt_D"])
-        if self.G_ema is not None and st.get("G_ema") is not None:
-            self.G_ema.load_state_dict(st["G_ema"])
+        for name, net in self.nets.items():
+            net.load_state_dict(st[name])
+        for name, opt in self.opts.items():
+            opt.load_state_dict(st[f"opt_{name}"])
+        ema = st.get(f"{self.objective.generator}_ema")
+        if self.G_ema is not None and ema is not None:
+            self.G_ema.load_state_dict(ema)
+        self.prior.load_state_dict(ck.get("prior") or {})
         self.step = int(ck["step"])
         self.metrics = list(ck.get("metrics", []))
         rng = ck.get("rng", {})
@@ -451,16 +501,26 @@ class Trainer:
             torch.set_rng_state(rng["torch"])
         self.epoch, self.epoch_pos = int(rng.get("epoch", 0)), int(rng.get("epoch_pos", 0))
 
+    def phase_index(self) -> int:
+        """The phase the next step belongs to (the last one once the run is done)."""
+        return next((i for i, end in enumerate(self.phase_ends) if self.step < end), len(self.phases) - 1)
+
     def checkpoint(self) -> dict:
-        state = {"G": self.G.state_dict(), "D": self.D.state_dict(),
-                 "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict()}
+        obj = self.objective
+        state = {name: net.state_dict() for name, net in self.nets.items()}
+        state.update({f"opt_{name}": opt.state_dict() for name, opt in self.opts.items()})
         if self.G_ema is not None:
-            state["G_ema"] = self.G_ema.state_dict()
+            state[f"{obj.generator}_ema"] = self.G_ema.state_dict()
         rng = {"z": self.gen.get_state(), "torch": torch.get_rng_state(),
                "epoch": self.epoch, "epoch_pos": self.epoch_pos}
+        i = self.phase_index()
+        start = int(self.phase_ends[i - 1]) if i else 0
         return ckpt_io.new_checkpoint(
             self.cfg.model, self.hparams, self.data_spec, state,
             step=self.step, rng=rng, config=self.cfg.to_dict(), metrics=self.metrics,
+            networks=list(self.nets), generator=obj.generator,
+            optimizers={name: list(obj.optimizers()[name][0]) for name in self.opts},
+            prior=self.prior.state_dict(), phase={"name": self.phases[i].name, "index": i, "step": self.step - start},
         )
 
     def save(self) -> Path:
@@ -521,28 +581,54 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
 
+    def _draw(self, k: int):
+        """The one place G's inputs are drawn in training (eager steps and the CUDA graph's fill alike):
+        k batches from the model's prior as {name: k x batch x ...}, and the GP's mixing weights."""
+        bs = self.cfg.batch_size
+        inputs = {name: t.unflatten(0, (k, bs)) for name, t in self.prior.draw(k * bs, self.gen).items()}
+        eps = torch.rand(k, bs, device=self.device, generator=self.gen) if self.loss.gradient_penalty else None
+        return inputs, eps
+
     def train_step(self, batches) -> torch.Tensor:
-        """n_critic D updates and one G update; returns [loss_d, loss_g, d_real, d_fake] (no host sync)."""
-        cfg, dev, k = self.cfg, self.device, self.cfg.n_critic
-        if self.graph is not None:
-            return self._replay(batches)
-        reals = [next(batches) for _ in range(k)]
-        z = torch.randn(k, cfg.batch_size, cfg.z_dim, device=dev, generator=self.gen)
-        eps = torch.rand(k, cfg.batch_size, device=dev, generator=self.gen) if self.loss.gradient_penalty else None
-        out = self._step_body(reals, z, eps)
+        """One step of the current phase: in the adversarial phase n_critic D updates and one G update.
+        Returns the values named by `self.log_names` as one tensor (no host sync)."""
+        phase = self.phases[self.phase_index()]
+        if phase.optimizer is not None:
+            out = self._phase_step(phase, next(batches))
+        elif self.graph is not None:
+            return self._replay()
+        else:
+            k = self.cfg.n_critic
+            reals = [next(batches) for _ in range(k)]
+            out = self._step_body(reals, *self._draw(k))
         self.step += 1
         return out
 
-    def _step_body(self, reals, z, eps) -> torch.Tensor:
-        """The arithmetic of one step, on given real batches, latents and GP mixing weights.
-        Shared by the eager path and the CUDA graph (which captures exactly this).
+    def _phase_step(self, phase, batch) -> torch.Tensor:
+        """A step of a non-adversarial phase: the objective's loss for it, on its one optimiser."""
+        x, y = batch
+        inputs, _ = self._draw(1)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            loss, logs = self.objective.phase_loss(phase.name, self.step_nets, self._prepare(x), y,
+                                                   {k: v[0] for k, v in inputs.items()})
+        opt = self.opts[phase.optimizer]
+        opt.zero_grad(set_to_none=True)
+        loss.backward(inputs=self.params[phase.optimizer])
+        opt.step()
+        if self.G_ema is not None:
+            self._update_ema()
+        return self._collect({f"loss_{phase.name}": loss, **logs})
+
+    def _step_body(self, reals, inputs, eps) -> torch.Tensor:
+        """The arithmetic of one adversarial step, on given real batches, drawn inputs and GP mixing
+        weights. Shared by the eager path and the CUDA graph (which captures exactly this).
 
         G learns from the last critic step's fakes. With `updates = "simultaneous"` its gradient
         comes through that step's forward pass of D (D's weights before the update), so D runs
         on the fakes once per step instead of twice: about 9% of a DCGAN step's arithmetic.
-        Each backward pass is kept to its own network's weights (`inputs=`).
+        Each backward pass is kept to its own optimiser's weights (`inputs=`).
         """
-        cfg, k = self.cfg, self.cfg.n_critic
+        cfg, k, obj, nets = self.cfg, self.cfg.n_critic, self.objective, self.step_nets
         simultaneous = cfg.updates == "simultaneous"
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp,
                                   cache_enabled=self.graph_mode is None)
@@ -550,42 +636,44 @@ class Trainer:
             last = j == k - 1
             shared = last and simultaneous
             real = self._prepare(x)
+            drawn = {name: t[j] for name, t in inputs.items()}
             if cfg.r1:
                 real.requires_grad_(True)
             with autocast:
                 with torch.set_grad_enabled(last):  # earlier critic steps' fakes never reach G
-                    fake = self.G_step(z[j], y)
-                out_real = self.D_step(real, y).float()
-                out_fake = self.D_step(fake if shared else fake.detach(), y).float()
-                loss_d = self.loss.d_loss(out_real, out_fake)
-                if shared:
-                    loss_g = self.loss.g_loss(out_fake)
+                    fake = obj.fake(nets[obj.generator], drawn)
+                d = obj.d_step(nets, real, y, fake if shared else fake.detach(), drawn, with_g=shared)
+            loss_d = d.loss
             if self.loss.gradient_penalty:
-                loss_d = loss_d + self.loss.gradient_penalty * gradient_penalty(self.D_step, real.detach(), fake.detach(), y, eps[j])
+                critic = lambda x_, y_: obj.critic(nets, x_, y_)  # noqa: E731
+                loss_d = loss_d + self.loss.gradient_penalty * gradient_penalty(critic, real.detach(), fake.detach(), y, eps[j])
             if cfg.r1:
-                (grad,) = torch.autograd.grad(out_real.sum(), real, create_graph=True)
+                (grad,) = torch.autograd.grad(d.real_scores.sum(), real, create_graph=True)
                 loss_d = loss_d + cfg.r1 / 2 * grad.flatten(1).pow(2).sum(1).mean()
-            self.opt_D.zero_grad(set_to_none=True)
-            loss_d.backward(inputs=self.d_params, retain_graph=shared)
+            self.opts["D"].zero_grad(set_to_none=True)
+            loss_d.backward(inputs=self.params["D"], retain_graph=shared)
             if shared:  # G's gradient before D's weights change under the saved activations
+                loss_g, logs_g = d.loss_g, {}
                 self._g_update(loss_g)
-            self.opt_D.step()
+            self.opts["D"].step()
         if not simultaneous:
             with autocast:
-                loss_g = self.loss.g_loss(self.D_step(fake, y).float())
+                loss_g, logs_g = obj.g_step(nets, fake, drawn)
             self._g_update(loss_g)
         if self.G_ema is not None:
             self._update_ema()
+        return self._collect({"loss_d": loss_d, "loss_g": loss_g, **d.logs, **logs_g})
+
+    def _collect(self, logs: dict) -> torch.Tensor:
+        """Logged values as one float tensor; their names are kept in `self.log_names`."""
+        self.log_names = list(logs)
         with torch.no_grad():
-            probs = self.loss.name in ("ns", "minimax")
-            d_real = torch.sigmoid(out_real).mean() if probs else out_real.mean()
-            d_fake = torch.sigmoid(out_fake).mean() if probs else out_fake.mean()
-            return torch.stack([loss_d.detach().float(), loss_g.detach().float(), d_real, d_fake])
+            return torch.stack([torch.as_tensor(v).detach().float() for v in logs.values()])
 
     def _g_update(self, loss_g: torch.Tensor) -> None:
-        self.opt_G.zero_grad(set_to_none=True)
-        loss_g.backward(inputs=self.g_params)  # no gradients for D's weights
-        self.opt_G.step()
+        self.opts["G"].zero_grad(set_to_none=True)
+        loss_g.backward(inputs=self.params["G"])  # no gradients for D's weights
+        self.opts["G"].step()
 
     # ------------------------------------------------------------------ CUDA graphs
 
@@ -600,15 +688,17 @@ class Trainer:
         return wanted and ok
 
     def _capture(self, indices) -> None:
-        """Record one whole training step (all kernels, optimiser steps included) as a CUDA graph.
+        """Record one whole adversarial step (all kernels, optimiser steps included) as a CUDA graph.
 
-        Per step the host then only copies the next batch indices and draws the latents into
-        static buffers and replays the graph: at small batches this removes the launch and
-        Python overhead that otherwise dominates. The warm-up steps before capture are real steps.
+        Per step the host then only copies the next batch indices and the drawn inputs (whatever
+        the model's prior draws: buffers shaped by the first draw) into static buffers and replays
+        the graph: at small batches this removes the launch and Python overhead that otherwise
+        dominates. The warm-up steps before capture are real steps. (Not run on a GPU since the
+        model seam: untested there.)
         """
-        cfg, k, dev = self.cfg, self.cfg.n_critic, self.device
-        self.static_idx = torch.zeros(k, cfg.batch_size, dtype=torch.long, device=dev)
-        self.static_z = torch.zeros(k, cfg.batch_size, cfg.z_dim, device=dev)
+        k, dev = self.cfg.n_critic, self.device
+        self.static_idx = torch.zeros(k, self.cfg.batch_size, dtype=torch.long, device=dev)
+        static: dict[str, torch.Tensor] = {}
 
         def reals():
             return [self._gather(self.static_idx[j]) for j in range(k)]
@@ -616,7 +706,9 @@ class Trainer:
         def fill():
             for j in range(k):
                 self.static_idx[j].copy_(next(indices))
-            torch.randn(self.static_z.shape, device=dev, generator=self.gen, out=self.static_z)
+            drawn, _ = self._draw(k)  # no GP with graphs: no mixing weights
+            for name, t in drawn.items():
+                static.setdefault(name, torch.empty_like(t)).copy_(t)
 
         self.graph_mode = "warmup"
         side = torch.cuda.Stream()
@@ -624,26 +716,28 @@ class Trainer:
         with torch.cuda.stream(side):
             for _ in range(3):
                 fill()
-                self._step_body(reals(), self.static_z, None)
+                self._step_body(reals(), static, None)
                 self.step += 1
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        self.opt_G.zero_grad(set_to_none=True)
-        self.opt_D.zero_grad(set_to_none=True)
+        for opt in self.opts.values():
+            opt.zero_grad(set_to_none=True)
         self.graph_mode = "capture"
         with torch.cuda.graph(self.graph):
-            self.static_out = self._step_body(reals(), self.static_z, None)
+            self.static_out = self._step_body(reals(), static, None)
         self._fill = fill
 
     def batch_source(self):
-        """Start the data stream for `train_step`; with CUDA graphs this captures the step first
-        (after 3 real warm-up steps) and returns None, as the graph reads its own indices."""
-        if self._graphs_wanted and self.cfg.steps - self.step > 10:
+        """Start the data stream for `train_step`; in the adversarial phase with CUDA graphs this
+        captures the step first (after 3 real warm-up steps) and returns None, as the graph reads
+        its own indices."""
+        adversarial = self.phases[self.phase_index()].optimizer is None
+        if self._graphs_wanted and adversarial and self.total_steps - self.step > 10:
             self._capture(self._index_batches())
             return None
         return self._real_batches()
 
-    def _replay(self, batches) -> torch.Tensor:
+    def _replay(self) -> torch.Tensor:
         self._fill()
         self.graph.replay()
         self.step += 1
@@ -651,23 +745,22 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        d = self.cfg.ema_decay
-        ema_p = list(self.G_ema.parameters())
-        torch._foreach_lerp_(ema_p, list(self.G.parameters()), 1 - d)
-        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+        d, G = self.cfg.ema_decay, self.nets[self.objective.generator]
+        torch._foreach_lerp_(list(self.G_ema.parameters()), list(G.parameters()), 1 - d)
+        for b_ema, b in zip(self.G_ema.buffers(), G.buffers()):
             b_ema.copy_(b)
 
     # ------------------------------------------------------------------ samples
 
     @torch.no_grad()
     def save_samples(self) -> Path:
-        """samples/step-NNNNNN.png: a grid (images) or scatter plot (2-D points) from the fixed z."""
+        """samples/step-NNNNNN.png: a grid (images) or scatter plot (2-D points) from the fixed inputs."""
         from gantools.data.writers import make_grid, scatter_png
 
-        G = self.G_ema if self.G_ema is not None else self.G
+        G = self.G_ema if self.G_ema is not None else self.nets[self.objective.generator]
         was_training = G.training
         G.eval()
-        out = G(self.fixed_z, None).float()
+        out = self.objective.fake(G, self.fixed_inputs).float()
         G.train(was_training)
         path = self.run_dir / "samples" / f"step-{self.step:06d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -682,52 +775,55 @@ class Trainer:
                 scatter_png(out.cpu().numpy()[:, :2], tmp, real=real[:, :2])
         return path
 
-    def _lr_schedules(self):
-        """Set both optimisers' learning rates for a step (a pure function of the step: resumes exactly)."""
+    def _set_learning_rates(self) -> None:
+        """Each optimiser's rate for the next step (a pure function of the step: resumes exactly). A linear
+        schedule decays over the adversarial phase; other phases train at the configured rates."""
         cfg = self.cfg
-        pairs = [(self.opt_G, cfg.lr_g), (self.opt_D, cfg.lr_d)]
-
-        def apply(step: int) -> None:
-            if cfg.lr_schedule == "linear":
-                scale = 1.0 - step / cfg.lr_horizon  # > 0: steps never go past the horizon (Trainer refuses)
-                for opt, lr in pairs:
-                    for group in opt.param_groups:
-                        group["lr"] = lr * scale
-
-        return apply
+        i = self.phase_index()
+        scale = 1.0
+        if cfg.lr_schedule == "linear" and self.phases[i].optimizer is None:
+            start = int(self.phase_ends[i - 1]) if i else 0
+            scale = 1.0 - (self.step - start) / cfg.lr_horizon  # > 0: steps never go past the horizon (refused)
+        for name, opt in self.opts.items():
+            for group in opt.param_groups:
+                group["lr"] = getattr(cfg, self.lr_keys[name]) * scale
 
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> Path:
-        """Train until cfg.steps; returns the final checkpoint path."""
+        """Train until the last phase's last step; returns the final checkpoint path."""
         cfg = self.cfg
-        total = cfg.steps
+        total = self.total_steps
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         write_config_toml(cfg.to_dict(), self.run_dir / "config.toml")
         # the history up to this run's step (a resume drops what a killed run logged after its checkpoint)
         with ckpt_io.atomic_path(self.run_dir / "metrics.jsonl", overwrite=True) as tmp:
             tmp.write_text("".join(json.dumps(rec) + "\n" for rec in self.metrics))
         metrics_file = open(self.run_dir / "metrics.jsonl", "a")
-        self.G.train()
-        self.D.train()
+        for net in self.nets.values():
+            net.train()
+        phase = self.phase_index()
         batches = self.batch_source()
-        schedules = self._lr_schedules()
-        acc = torch.zeros(4, device=self.device)
-        acc_steps, t_log, t_start = 0, time.perf_counter(), time.perf_counter()
-        images_per_step = cfg.batch_size * cfg.n_critic
+        acc, acc_steps, t_log, t_start = None, 0, time.perf_counter(), time.perf_counter()
         last_saved: Path | None = None
         progress = ProgressReporter(total, f"train {cfg.model}", done=self.step)
         debug(f"run folder {self.run_dir}; {len(self.data)} samples on {self.device}; "
-              f"{sum(p.numel() for p in self.G.parameters()):,} G params")
+              + "; ".join(f"{sum(p.numel() for p in net.parameters()):,} {name} params" for name, net in self.nets.items()))
         try:
             with StopRequested() as stop:
                 if self.step >= total:
                     info(f"already at step {self.step} of {total}")
                 while self.step < total and stop.signal is None:
-                    schedules(self.step)
-                    acc += self.train_step(batches)
+                    if self.phase_index() != phase:  # a new phase: its own data stream (and CUDA graph)
+                        phase = self.phase_index()
+                        batches = self.batch_source()
+                    self._set_learning_rates()
+                    adversarial = self.phases[phase].optimizer is None
+                    out = self.train_step(batches)
+                    acc = out.clone() if acc is None else acc.add_(out)
                     acc_steps += 1
-                    due_log = self.step % cfg.log_every == 0 or self.step == total
+                    phase_done = self.step == self.phase_ends[phase]
+                    due_log = self.step % cfg.log_every == 0 or phase_done
                     due_ckpt = self.step % cfg.ckpt_every == 0 or self.step == total
                     due_sample = cfg.sample_every > 0 and (self.step % cfg.sample_every == 0 or self.step == total)
                     if due_log or due_ckpt or stop.signal is not None:
@@ -737,16 +833,18 @@ class Trainer:
                             where = f"; the last good checkpoint is {last_saved}" if last_saved else ""
                             raise GantoolsError(f"loss became non-finite between steps {self.step - acc_steps + 1} "
                                                 f"and {self.step} (try a lower learning rate){where}")
-                        rec = {"step": self.step, "loss_d": values[0], "loss_g": values[1], "d_real": values[2],
-                               "d_fake": values[3], "images_per_s": acc_steps * images_per_step / max(now - t_log, 1e-9),
+                        images = cfg.batch_size * (cfg.n_critic if adversarial else 1)
+                        rec = {"step": self.step, **dict(zip(self.log_names, values)),
+                               "images_per_s": acc_steps * images / max(now - t_log, 1e-9),
                                "time": round(now - t_start, 3)}
+                        if len(self.phases) > 1:
+                            rec["phase"] = self.phases[phase].name
                         self.metrics.append(rec)
                         metrics_file.write(json.dumps(rec) + "\n")
                         metrics_file.flush()
-                        acc.zero_()
-                        acc_steps, t_log = 0, now
-                        progress.update(self.step, f"D {rec['loss_d']:.3f} G {rec['loss_g']:.3f} "
-                                                   f"{rec['images_per_s']:.0f} img/s")
+                        acc, acc_steps, t_log = None, 0, now
+                        shown = " ".join(f"{n} {rec[n]:.3f}" for n in self.log_names[:2])
+                        progress.update(self.step, f"{shown} {rec['images_per_s']:.0f} img/s")
                     if due_sample:
                         self.save_samples()
                     if due_ckpt:
@@ -815,8 +913,8 @@ def _resume_config(path: Path, ck: dict, overrides: dict) -> TrainConfig:
     config.setdefault("updates", "alternating")  # checkpoints from before the option trained this way
     config.setdefault("lr_horizon", config.get("steps"))  # before the option, linear schedules ended at `steps`
     config.update({k: v for k, v in overrides.items() if v is not None})
-    if overrides.get("steps") is not None:
-        config["epochs"] = None
-    if overrides.get("epochs") is not None:  # the new total in epochs: the Trainer converts it to steps
+    if overrides.get("epochs") is not None:  # the new total in epochs: _resolve converts it to steps
         config["steps"] = None
+    else:  # the run's total is its steps (a run started with --epochs has both in older checkpoints)
+        config["epochs"] = None
     return TrainConfig(**{k: v for k, v in config.items() if k in TrainConfig.fields()})

@@ -100,7 +100,7 @@ def _one_step(tmp_path: Path, name: str, frozen_d: bool = False, **options) -> T
     tr = Trainer(TrainConfig(model="dcgan", data="toy:shapes", batch_size=8, device="cpu", steps=1, seed=4,
                              sample_every=0, out=str(tmp_path / name), hparams=dict(TINY_DCGAN), **options))
     if frozen_d:  # a D that does not move (a learning rate of 0 is refused as an option)
-        for group in tr.opt_D.param_groups:
+        for group in tr.opts["D"].param_groups:
             group["lr"] = 0.0
     tr.train_step(tr.batch_source())
     return tr
@@ -114,15 +114,15 @@ def test_simultaneous_updates_take_g_through_d_before_its_update(tmp_path):
     alternating = _one_step(tmp_path, "a", updates="alternating")
     start = Trainer(TrainConfig(model="dcgan", data="toy:shapes", batch_size=8, device="cpu", steps=1, seed=4,
                                 sample_every=0, out=str(tmp_path / "0"), hparams=dict(TINY_DCGAN)))
-    g = {n: dict(t.G.named_parameters()) for n, t in
+    g = {n: dict(t.nets["G"].named_parameters()) for n, t in
          (("s", simultaneous), ("f", d_frozen), ("a", alternating), ("0", start))}
     for k, w in g["s"].items():
         torch.testing.assert_close(w, g["f"][k], rtol=0, atol=1e-6)
     assert any(not torch.allclose(w, g["a"][k], rtol=0, atol=1e-6) for k, w in g["s"].items())
     assert any(not torch.equal(w, g["0"][k]) for k, w in g["s"].items())  # G did move
     # D moves the same way in both schemes (its step comes first or from the same pass)
-    for k, w in simultaneous.D.named_parameters():
-        torch.testing.assert_close(w, dict(alternating.D.named_parameters())[k], rtol=0, atol=1e-6)
+    for k, w in simultaneous.nets["D"].named_parameters():
+        torch.testing.assert_close(w, dict(alternating.nets["D"].named_parameters())[k], rtol=0, atol=1e-6)
     assert simultaneous.cfg.updates == "simultaneous" and d_frozen.cfg.updates == "alternating"
 
 
@@ -146,8 +146,8 @@ def test_wgan_gp_makes_n_critic_d_updates_per_g_update(tmp_path, updates):
     batches = tr.batch_source()
     out = torch.stack([tr.train_step(batches) for _ in range(2)])
     assert torch.isfinite(out).all()
-    d_steps = {int(st["step"]) for st in tr.opt_D.state_dict()["state"].values()}
-    g_steps = {int(st["step"]) for st in tr.opt_G.state_dict()["state"].values()}
+    d_steps = {int(st["step"]) for st in tr.opts["D"].state_dict()["state"].values()}
+    g_steps = {int(st["step"]) for st in tr.opts["G"].state_dict()["state"].values()}
     assert (d_steps, g_steps) == ({10}, {2})
 
 

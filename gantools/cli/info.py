@@ -11,7 +11,7 @@ from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors, print_json
 from gantools.cli.names import complete_checkpoints
 
 
-@app.command(help="Describe a gantools checkpoint: model, hyper-parameters, data, step, config, last metrics.")
+@app.command(help="Describe a gantools checkpoint: model, networks (parameter counts), optimisers, prior, phase and step, hyper-parameters, data, config, last metrics.")
 @handle_errors
 def info(
     ckpt: Path = typer.Argument(..., help="A gantools checkpoint (.pt).", show_default=False,
@@ -46,7 +46,12 @@ def _print_human(s: dict) -> None:
         ("format", f"{s['format']} v{s['version']} (gantools {s.get('gantools_version')}, {s.get('created')})"),
         ("model", s["model"]),
         ("step", s["step"]),
-        ("parameters", _fmt(s["parameters"])),
+        ("phase", f"{s['phase']['name']} (phase {s['phase']['index'] + 1}), step {s['phase']['step']} of it"),
+        ("networks", ", ".join(f"{n}{' (generator)' if n == s['generator'] else ''} {s['parameters'].get(n, 0):,} "
+                               "parameters" for n in s["networks"])),
+        ("optimizers", ", ".join(f"{k} over {'+'.join(v)}" for k, v in s["optimizers"].items()) or "none"),
+        ("prior", ", ".join(f"{k} {'x'.join(map(str, v)) or 'scalar'}" for k, v in s["prior"].items())
+         or "standard normal (no tensors)"),
         ("state", _fmt(s["state"])),
     ]
     rows += [(f"hparams.{k}", _fmt(v)) for k, v in s["hparams"].items()]

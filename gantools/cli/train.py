@@ -11,11 +11,10 @@ from gantools.cli import app
 from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors
 from gantools.cli.names import (complete_checkpoints, complete_data, complete_devices, complete_losses,
                                 complete_models, complete_toml)
+from gantools.options import CHOICES
 
 # The words three options take: as their types, they are both what TAB offers and what is accepted.
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-LR_SCHEDULES = ("constant", "linear")
-UPDATE_SCHEMES = ("alternating", "simultaneous")
+COMPILE_MODES, LR_SCHEDULES, UPDATE_SCHEMES = CHOICES["compile"], CHOICES["lr_schedule"], CHOICES["updates"]
 
 
 @app.command(
@@ -64,6 +63,7 @@ def train(
     lr_schedule: Optional[Literal[LR_SCHEDULES]] = typer.Option(None, "--lr-schedule", help="constant, or linear (decay to 0 at --lr-horizon) [default: the model's, else constant]."),
     lr_horizon: Optional[int] = typer.Option(None, "--lr-horizon", help="Step where a linear schedule reaches 0; fixed when the run starts and kept on --resume, so a resumed run decays as one run would. A run may not go past it with a linear schedule (its rate would be 0): resume with a later --lr-horizon to decay over the longer run (the rate then follows the new horizon from the resumed step on) [default: --steps]."),
     updates: Optional[Literal[UPDATE_SCHEMES]] = typer.Option(None, "--updates", help="alternating (G's gradient through the updated D) or simultaneous (G and D from one D pass, less work) [default: the model's, else alternating]."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="A model hyper-parameter as KEY=VALUE (repeatable; e.g. --set ngf=32): those `gantools train MODEL --dry-run` lists under [hparams]; wins over --config's [hparams]."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
@@ -78,6 +78,9 @@ def train(
                    cuda_graphs=cuda_graphs, r1=r1, updates=updates, lr_horizon=lr_horizon)
     if resume is not None:
         from gantools.train import resume as resume_run
+
+        if set_:
+            raise UsageError("--set: hyper-parameters cannot change on resume")
 
         if dry_run:
             raise UsageError("--dry-run and --resume cannot be combined")
@@ -94,6 +97,7 @@ def train(
     merged = read_config_file(config) if config else {}
     check_values("train", merged, source=str(config))  # a bad number in the file is named by file and key
     merged.update({k: v for k, v in options.items() if v is not None})
+    merged["hparams"] = {**merged.get("hparams", {}), **_parse_settings(set_ or [])}
     if not merged.get("model"):
         raise UsageError("missing MODEL (see `gantools models`)")
     if not merged.get("data"):
@@ -119,20 +123,39 @@ def _parse_betas(text: Optional[str]):
     return [b1, b2]
 
 
-def _print_dry_run(cfg) -> None:
-    """The fully resolved config (model and loss defaults filled in) as TOML on stdout."""
-    from gantools.registry import MODELS
-    from gantools.train import _resolve, _toml_value, default_run_dir, model_hparams
+def _parse_settings(items: list[str]) -> dict:
+    """--set KEY=VALUE pairs -> {KEY: value}; VALUE is read as a TOML value (32, 0.5, true, [1, 2]),
+    else kept as text (layer). The model's declared hyper-parameters are checked by the trainer."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
 
-    cfg = _resolve(cfg, MODELS.get(cfg.model))
-    # the networks' hyper-parameters too (registry defaults merged with [hparams]), minus the two
-    # that already have top-level keys
-    cfg.hparams = {k: v for k, v in model_hparams(cfg, MODELS.get(cfg.model)).items() if k not in ("z_dim", "loss")}
+    from gantools.errors import UsageError
+
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key or not text:
+            raise UsageError(f"--set {item}: expected KEY=VALUE, e.g. --set ngf=32")
+        try:
+            out[key] = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = text
+    return out
+
+
+def _print_dry_run(cfg) -> None:
+    """The resolved config (gantools.train._resolve, as a run resolves it) as TOML on stdout, with the
+    model's hyper-parameters (registry defaults merged with [hparams] and --set)."""
+    from gantools.registry import MODELS
+    from gantools.train import _resolve, _toml_value, declared_hparams, default_run_dir
+
+    spec = MODELS.get(cfg.model)
+    cfg = _resolve(cfg, spec)  # without the data: steps stay unknown when given as --epochs
+    cfg.hparams = {**declared_hparams(spec), **cfg.hparams}
     cfg.out = cfg.out or str(default_run_dir(cfg.model, cfg.data))
-    if cfg.steps is None and cfg.epochs is None:  # with --epochs the step count depends on the data's size
-        cfg.steps = MODELS.get(cfg.model).defaults.get("steps")
-    if cfg.lr_horizon is None:
-        cfg.lr_horizon = cfg.steps
     for k, v in cfg.to_dict().items():
         if v is not None and k != "hparams":
             print(f"{k} = {_toml_value(v)}")

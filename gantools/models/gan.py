@@ -59,7 +59,7 @@ def build_generator(hp: dict, data: dict) -> nn.Module:
 
 
 def build_discriminator(hp: dict, data: dict) -> nn.Module:
-    return MLPDiscriminator(_data_dim(data), hp["hidden"], hp["depth"], hp.get("pack", 1))
+    return MLPDiscriminator(_data_dim(data), hp["hidden"], hp["depth"], hp.get("pack", 1))  # absent in checkpoints before it was declared
 
 
 register_model(ModelSpec(
@@ -73,6 +73,6 @@ register_model(ModelSpec(
     # (seeds 0-5, sweep of 2026-11-23): a high learning rate made stable by the R1 penalty, Adam
     # without momentum, and a linear decay that lets the clusters tighten at the end. The classic
     # lr 1e-4, betas (0.5, 0.999) collapsed to an arc covering no mode within 3000 steps on torch 2.14.
-    defaults={"z_dim": 16, "hidden": 128, "depth": 3, "batch_size": 256, "lr_g": 2e-3, "lr_d": 2e-3,
+    defaults={"z_dim": 16, "hidden": 128, "depth": 3, "pack": 1, "batch_size": 256, "lr_g": 2e-3, "lr_d": 2e-3,
               "betas": [0.0, 0.9], "r1": 0.1, "lr_schedule": "linear", "steps": 3000},
 ))
