@@ -186,3 +186,97 @@ def test_epochs_on_resume_are_the_new_total(cli, tmp_path, small_shapes):
     assert r.code == 0, r.err
     ck = load_checkpoint(r.text.strip())
     assert ck["step"] == 14 and ck["config"]["epochs"] is None
+
+
+class _ScaledPrior:
+    """A prior with a tensor of its own (kept in checkpoints): z ~ N(0, scale^2 I)."""
+
+    def __init__(self, z_dim: int):
+        from gantools.objective import GaussianPrior
+
+        self.base = GaussianPrior(z_dim)
+        self.tensors = {"scale": torch.full((z_dim,), 0.5)}
+
+    def fit(self, labels) -> None:
+        self.tensors["scale"] = torch.full_like(self.tensors["scale"], 0.25)  # set from the data at the start
+
+    def draw(self, n, generator, labels=None, truncation=None):
+        z = self.base.draw(n, generator, truncation=truncation)["z"]
+        return {"z": z * self.tensors["scale"].to(z.device)}
+
+    def state_dict(self):
+        return dict(self.tensors)
+
+    def load_state_dict(self, tensors) -> None:
+        self.tensors.update(tensors)
+
+
+@pytest.fixture
+def two_phase_model(monkeypatch):
+    """A test-only model with an encoder E and two phases: `autoencode` (E and G learn to reconstruct the
+    data, on their own optimiser) for `ae_steps` steps, then the adversarial phase."""
+    from torch import nn
+
+    from gantools.models import dcgan
+    from gantools.objective import GANObjective, Phase
+    from gantools.registry import MODELS, ModelSpec
+
+    class TwoPhase(GANObjective):
+        def build_networks(self):
+            d = self.data
+            encoder = nn.Sequential(nn.Flatten(), nn.Linear(d["channels"] * d["resolution"] ** 2, self.hparams["z_dim"]))
+            return {**super().build_networks(), "E": encoder}
+
+        def optimizers(self):
+            return {**super().optimizers(), "AE": (("E", "G"), "lr_g")}
+
+        def phases(self):
+            return [Phase("autoencode", self.hparams["ae_steps"], optimizer="AE"), Phase("adversarial")]
+
+        def build_prior(self):
+            return _ScaledPrior(self.hparams["z_dim"])
+
+        def phase_loss(self, phase, nets, real, labels, inputs):
+            rec = nets["G"](nets["E"](real))
+            return (rec - real).pow(2).mean(), {"code_norm": inputs["z"].norm(dim=1).mean()}
+
+    MODELS.names()  # the real models first, then ours for this test only
+    spec = ModelSpec(name="twophase", description="test only", data_kind="image",
+                     build_generator=dcgan.build_generator, build_discriminator=dcgan.build_discriminator,
+                     objective=TwoPhase, resolutions=dcgan.RESOLUTIONS,
+                     defaults={"z_dim": 8, **TINY_DCGAN, "d_norm": "auto", "ae_steps": 4})
+    monkeypatch.setitem(MODELS._entries, "twophase", spec)
+    return spec
+
+
+def test_two_phases_resume_exactly_mid_phase(tmp_path, small_shapes, two_phase_model):
+    """4 autoencoder steps, then 4 adversarial ones; resumed from step 2 (mid-autoencoder) and from step 6
+    (mid-adversarial), each run ends where the straight one does, bit for bit."""
+    from gantools.generate import generate_batches, latents
+
+    case = {**DCGAN, "model": "twophase", "hparams": {}, "ema": True, "ema_decay": 0.9}
+    last = train(_config(case, small_shapes, tmp_path / "straight", steps=4, ckpt_every=2, keep=10))
+    straight = load_checkpoint(last)
+    assert straight["step"] == 8 and straight["networks"] == ["G", "D", "E"]
+    assert straight["optimizers"] == {"G": ["G"], "D": ["D"], "AE": ["E", "G"]}
+    cks = {s: load_checkpoint(last.parent / f"step-{s:06d}.pt") for s in (2, 4, 6)}
+    assert cks[2]["phase"] == {"name": "autoencode", "index": 0, "step": 2}
+    assert cks[6]["phase"] == {"name": "adversarial", "index": 1, "step": 2}
+    assert_same(cks[2]["state"]["D"], cks[4]["state"]["D"], "D")  # the autoencoder phase leaves D alone
+    assert any(not torch.equal(v, cks[4]["state"]["E"][k]) for k, v in cks[2]["state"]["E"].items())
+    assert torch.equal(straight["prior"]["scale"], torch.full((8,), 0.25))  # fitted at the start, kept
+    rows = straight["metrics"]
+    assert [r["phase"] for r in rows] == ["autoencode"] * 4 + ["adversarial"] * 4
+    assert {"loss_autoencode", "code_norm"} <= set(rows[0]) and {"loss_d", "loss_g", "d_real"} <= set(rows[-1])
+    for s in (2, 6):
+        run = tmp_path / f"from-{s}"
+        (run / "checkpoints").mkdir(parents=True)
+        save_checkpoint(cks[s], run / "checkpoints" / "last.pt")
+        resumed = load_checkpoint(resume(str(run), {}))
+        assert resumed["step"] == 8
+        assert_same(straight["state"], resumed["state"], f"state from {s}")
+        assert_same(straight["rng"], resumed["rng"], f"rng from {s}")
+        assert_same(straight["prior"], resumed["prior"], f"prior from {s}")
+    # the commands draw G's inputs through the checkpoint's prior too
+    (_, _, z), = generate_batches(straight, 5, seed=9, batch_size=5)
+    assert np.array_equal(z, latents(9, 5, 8) * np.float32(0.25))

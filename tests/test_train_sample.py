@@ -274,3 +274,55 @@ def test_default_run_folder_is_numbered(tmp_path, monkeypatch):
     Path("runs/dcgan-toy-shapes-007").mkdir()
     assert default_run_dir("dcgan", "toy:shapes") == Path("runs/dcgan-toy-shapes-008")
     assert default_run_dir("dcgan", "/data/faces/") == Path("runs/dcgan-faces-001")
+
+
+def _toml(text: str) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the project's tomli dependency
+        import tomli as tomllib
+    return tomllib.loads(text)
+
+
+def test_dry_run_prints_the_config_the_run_uses(cli, tmp_path):
+    """One resolution: --dry-run shows what a run with the same options trains with (config.toml)."""
+    args = ["train", "gan", "--data", "toy:ring", "--steps", "2", "--set", "hidden=8", "--set", "pack=2",
+            "--sample-every", "0", "--out", tmp_path / "run", "--device", "cpu"]
+    dry = cli(*args, "--dry-run")
+    assert dry.code == 0, dry.err
+    r = cli(*args)
+    assert r.code == 0, r.err
+    used, shown = _toml((tmp_path / "run" / "config.toml").read_text()), _toml(dry.text)
+    assert {k: v for k, v in shown.items() if k != "hparams"} == {k: v for k, v in used.items() if k != "hparams"}
+    assert used["hparams"] == {"hidden": 8, "pack": 2} and shown["hparams"]["hidden"] == 8
+    assert shown["lr_horizon"] == 2 and shown["steps"] == 2  # gan's recipe: a linear schedule, horizon = --steps
+    ck = load_checkpoint(r.text.strip())
+    assert ck["hparams"]["hidden"] == 8 and ck["hparams"]["pack"] == 2
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--steps", "3", "--epochs", "1"], "--steps and --epochs"),
+    (["--epochs", "1", "--config", "STEPS"], "--steps and --epochs"),  # one from the file, one from the line
+    (["--set", "colour=blue"], "'colour': model dcgan has no such setting (it has: d_norm, ndf, ngf)"),
+    (["--set", "ngf=wide"], "ngf = 'wide': model dcgan takes an integer"),
+    (["--set", "ngf=2.5"], "ngf = 2.5: model dcgan takes an integer"),
+    (["--set", "ngf"], "--set ngf: expected KEY=VALUE"),
+    (["--set", "z_dim=3"], "'z_dim': model dcgan has no such setting"),  # an option's own: --z-dim
+])
+def test_bad_run_lengths_and_settings_are_one_line(cli, tmp_path, args, needle):
+    steps_file = tmp_path / "steps.toml"
+    steps_file.write_text("steps = 5\n")
+    args = [steps_file if a == "STEPS" else a for a in args]
+    for extra in ([], ["--dry-run"]):
+        r = cli("train", "dcgan", "--data", "toy:shapes", "--out", tmp_path / "run", *args, *extra)
+        assert r.code == 2 and r.err.count("\n") == 1 and needle in r.err, r.err
+        assert not (tmp_path / "run").exists()
+
+
+def test_set_wins_over_the_config_file(cli, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[hparams]\nngf = 16\nndf = 16\n")
+    r = cli("train", "dcgan", "--data", "toy:shapes", "--config", cfg, "--set", "ngf=8", "--set", "d_norm=layer",
+            "--dry-run")
+    assert r.code == 0, r.err
+    assert _toml(r.text)["hparams"] == {"ngf": 8, "ndf": 16, "d_norm": "layer"}
