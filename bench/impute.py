@@ -10,21 +10,31 @@ cell with probability 0.2), then filled by:
 * scikit-learn's IterativeImputer with an ExtraTreesRegressor (a MissForest-like method;
   kept moderate: --et-trees trees, --et-iter rounds);
 * a plain PyTorch GAIN loop written here (nn.Sequential networks, autograd, torch.optim.Adam,
-  batches drawn with numpy each iteration as the authors' code does): the time reference for the
-  ratio, run on the first --ref-seeds seeds.
+  batches drawn with numpy each iteration as the authors' code does), run on the first
+  --ref-seeds seeds.
 
 RMSE is the paper's: min-max normalised with the original observed range (+1e-6, as the authors'
 code), over the hidden cells only; integer columns are rounded for every method alike (the
 authors' code rounds Letter's columns too). Printed: RMSE mean and std over the seeds, training
-time, beside the paper's figures (Letter 0.1198, Spam 0.0513).
+time as each method runs by default (gantools' GAIN pins itself to one thread; the plain loop
+uses torch's default), beside the paper's figures (Letter 0.1198, Spam 0.0513).
 
-    pip install scikit-learn   # the `bench` extra
-    python bench/impute.py [--seeds 5] [--datasets letter,spam] [--methods gain,mean,knn,forest,ref]
+Speed (method `speed`): gantools' GAIN loop and the plain loop on the same thread counts
+(--speed-threads, default 1 and 2: each loop on one thread, then each on two), --speed-rounds
+rounds in alternating order on seed 0's hidden cells, --speed-iterations iterations; training
+seconds, medians, and the paired ratio plain / gantools per thread count. gantools' fit pins one
+thread on the CPU; to time it on more, the bench keeps that call from lowering the count, and
+checks the count in effect while the loop runs.
+
+    pip install -e '.[bench]'   # scikit-learn
+    python bench/impute.py [--seeds 5] [--datasets letter,spam] [--methods gain,mean,knn,forest,ref,speed]
+        [--speed-rounds 3] [--speed-threads 1,2] [--speed-iterations 10000]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -43,7 +53,6 @@ from gantools.impute.evaluate import scaled_sq_errors  # noqa: E402
 from gantools.impute.schema import RANGE_EPS  # noqa: E402
 
 PAPER = {"letter": 0.1198, "spam": 0.0513}
-ISSUE_PLAIN_LOOP = {"letter": 0.139, "spam": 0.053}
 
 
 def rmse(table, kinds, hide: np.ndarray, filled: np.ndarray) -> float:
@@ -115,6 +124,63 @@ def plain_gain(x_nan: np.ndarray, seed: int, iterations: int = 10000, batch: int
     return filled * (hi - lo + RANGE_EPS) + lo, seconds
 
 
+# ------------------------------------------------------------------------- speed at equal thread counts
+
+
+@contextlib.contextmanager
+def torch_threads(n: int, hold: bool = False):
+    """Run with n torch threads; hold=True also keeps gantools' fit from pinning itself to one."""
+    before, real_set = torch.get_num_threads(), torch.set_num_threads
+    real_set(n)
+    if hold:
+        torch.set_num_threads = lambda _k: real_set(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads = real_set
+        real_set(before)
+
+
+def gantools_fit_seconds(table, variant: str, iterations: int, threads: int) -> float:
+    """gantools' GAIN training seconds on `threads` threads (checked while its loop runs)."""
+    seen = set()
+    with torch_threads(threads, hold=threads > 1):
+        rep = evaluate(table, 0.2, 0, variant=variant, iterations=iterations,
+                       progress=lambda done, total: seen.add(torch.get_num_threads()))
+    if seen != {threads}:
+        sys.exit(f"gantools' loop ran on {sorted(seen)} threads, not {threads}")
+    return rep["fit_seconds"]
+
+
+def speed(table, kinds, variants: list[str], iterations: int, threads: list[int], rounds: int) -> dict:
+    """Training seconds per (loop, threads) over `rounds` alternating rounds."""
+    x_nan = matrix(table, hide_mcar(table, kinds, 0.2, 0))
+    loops = [f"gantools GAIN ({v})" for v in variants] + ["plain loop"]
+    times: dict = {(loop, t): [] for t in threads for loop in loops}
+    for r in range(rounds):
+        for t in threads:
+            for loop in (loops if (r + t) % 2 == 0 else loops[::-1]):
+                if loop == "plain loop":
+                    with torch_threads(t):
+                        secs = plain_gain(x_nan, 0, iterations=iterations)[1]
+                else:
+                    secs = gantools_fit_seconds(table, loop[len("gantools GAIN ("):-1], iterations, t)
+                times[(loop, t)].append(secs)
+                print(f"  round {r + 1} {loop} on {t} thread(s): {secs:.2f} s", file=sys.stderr, flush=True)
+    return times
+
+
+def print_speed(ds: str, times: dict, iterations: int) -> None:
+    print(f"\n{ds}: training seconds of {iterations} iterations (median over rounds); paired = median over "
+          f"rounds of plain / gantools on the same thread count\n")
+    print("| loop | threads | seconds (median) | rounds | paired: plain / this |")
+    print("|---|---:|---:|---|---:|")
+    for (loop, t), secs in times.items():
+        plain = np.array(times[("plain loop", t)])
+        paired = "–" if loop == "plain loop" else f"{np.median(plain / np.array(secs)):.2f}x"
+        print(f"| {loop} | {t} | {np.median(secs):.2f} | {', '.join(f'{x:.2f}' for x in secs)} | {paired} |")
+
+
 # ------------------------------------------------------------------------- scikit-learn
 
 
@@ -143,15 +209,19 @@ def main() -> None:
     ap.add_argument("--datasets", default="letter,spam")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--miss-rate", type=float, default=0.2)
-    ap.add_argument("--methods", default="gain,mean,knn,forest,ref")
+    ap.add_argument("--methods", default="gain,mean,knn,forest,ref,speed")
     ap.add_argument("--variants", default="paper", help="gantools GAIN variants to run (gantools.impute.gain.VARIANTS)")
     ap.add_argument("--ref-seeds", type=int, default=1, help="seeds the plain loop runs on (it is slow)")
     ap.add_argument("--et-trees", type=int, default=10)
     ap.add_argument("--et-iter", type=int, default=5)
+    ap.add_argument("--speed-rounds", type=int, default=3)
+    ap.add_argument("--speed-threads", default="1,2", help="thread counts both loops run on, in turn")
+    ap.add_argument("--speed-iterations", type=int, default=10000)
     ap.add_argument("--json", help="also write the raw results here")
     args = ap.parse_args()
     methods = set(args.methods.split(","))
     results: dict = {}
+    speeds: dict = {}
 
     def record(ds, name, err, secs):
         results.setdefault(ds, {}).setdefault(name, []).append((err, secs))
@@ -162,7 +232,11 @@ def main() -> None:
         kinds = infer_kinds(table)
         print(f"{ds}: {table.n_rows} x {table.n_cols}, kinds {dict((k, kinds.count(k)) for k in set(kinds))}",
               file=sys.stderr, flush=True)
-        for seed in range(args.seeds):
+        if "speed" in methods:
+            speeds[ds] = speed(table, kinds, args.variants.split(","), args.speed_iterations,
+                               [int(t) for t in args.speed_threads.split(",")], args.speed_rounds)
+        rmse_seeds = args.seeds if methods - {"speed"} else 0  # `speed` alone: no RMSE runs
+        for seed in range(rmse_seeds):
             hide = hide_mcar(table, kinds, args.miss_rate, seed)
             x_nan = matrix(table, hide)
             if "gain" in methods or "mean" in methods:
@@ -188,7 +262,17 @@ def main() -> None:
                 record(ds, f"IterativeImputer(ExtraTrees {args.et_trees}x{args.et_iter})",
                        rmse(table, kinds, hide, filled), time.perf_counter() - t0)
 
-    print(f"\nRMSE at {args.miss_rate:.0%} MCAR, mean ± std over seeds; time = training (fit) seconds, mean\n")
+    for ds, times in speeds.items():
+        print_speed(ds, times, args.speed_iterations)
+    if args.json:
+        raw = {"rmse": results, "speed": {ds: {f"{loop}, {t} thread(s)": secs for (loop, t), secs in times.items()}
+                                          for ds, times in speeds.items()}}
+        Path(args.json).write_text(json.dumps(raw, indent=1))
+    if not results:
+        return
+    print(f"\nRMSE at {args.miss_rate:.0%} MCAR, mean ± std over seeds; time = training (fit) seconds, mean, "
+          f"each method on its default threads (gantools GAIN: 1; plain loop: {torch.get_num_threads()}; "
+          f"same-thread speed: method 'speed')\n")
     print("| data | method | seeds | RMSE | time (s) | vs paper GAIN |")
     print("|---|---|---:|---:|---:|---:|")
     for ds, by in results.items():
@@ -199,17 +283,6 @@ def main() -> None:
             std = f" ± {errs.std(ddof=1):.4f}" if len(errs) > 1 else ""
             tm = f"{secs.mean():.2f}" if secs.any() else "–"
             print(f"| {ds} | {name} | {len(runs)} | {errs.mean():.4f}{std} | {tm} | {errs.mean() / PAPER[ds]:.3f}x |")
-    print("\nspeed (10,000 iterations, first seed(s)): plain loop seconds / gantools seconds")
-    for ds, by in results.items():
-        ref = by.get("plain PyTorch GAIN loop (reference)")
-        for name, runs in by.items():
-            if name.startswith("gantools GAIN") and ref:
-                n = len(ref)
-                ours = np.mean([r[1] for r in runs[:n]])
-                theirs = np.mean([r[1] for r in ref])
-                print(f"  {ds}: {name}: {ours:.2f} s vs {theirs:.2f} s -> {theirs / ours:.2f}x")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,26 +1,36 @@
 """Training throughput of `dcgan` at 32x32, batch 64, on MNIST: gantools vs a plain reference loop.
 
-The reference is the loop most people write (PyTorch-GAN's dcgan.py style): a
-torchvision-style Dataset decoding PIL images with Resize/ToTensor/Normalize
-through a DataLoader, G step then D step with BCE, `.item()` each step, and the
-DCGAN networks written as plain layers (pytorch/examples' dcgan): the same
-architecture, layer for layer, as gantools' `dcgan` at 32x32 with one channel.
-Both loops compute the same update: G's gradient through D before D's update
-(gantools' `--updates simultaneous`, dcgan's default), D's on the same fakes.
+The reference is the loop most people write, set up as its users run it
+(pytorch/examples' dcgan): a torchvision-style Dataset decoding PIL images with
+Resize/ToTensor/Normalize through a DataLoader with `--workers` processes (2, as
+pytorch/examples; persistent, so that they start once, before the timed window,
+and no epoch boundary restarts them inside it), `torch.backends.cudnn.benchmark
+= True` on CUDA, G step then D step with BCE, `.item()` each step, and the DCGAN
+networks written as plain layers: the same architecture, layer for layer, as
+gantools' `dcgan` at 32x32 with one channel. Both loops compute the same update:
+G's gradient through D before D's update (gantools' `--updates simultaneous`,
+dcgan's default), D's on the same fakes. Both loops run `--warmup` untimed steps
+first (the reference's workers are started and its prefetch queue filled by
+then; cuDNN's autotuning and CUDA-graph capture happen there too), and both use
+the same number of torch threads (`--threads`; the reference's workers decode in
+processes of their own, as DataLoader workers do).
 
 Both run on the same device, one after the other, each in a fresh Python process
 (started by this script) so that one loop's process-wide settings cannot help or
 hurt the other: the gantools loop sets malloc to reuse freed memory as `gantools`
-commands do (gantools.allocator), the reference runs with the defaults. The table
-prints images/s (real images consumed per second) and the ratio.
+commands do (gantools.allocator), the reference runs with the defaults. Rounds
+alternate the loops (the order reversed every other round); the table prints
+images/s (real images consumed per second, median over rounds), the ratio of the
+medians and the median of the per-round (paired) ratios.
 
-    python bench/train_throughput.py [--device cpu|cuda] [--steps 30] [--warmup 5]
-        [--mnist ../shared/datasets/mnist] [--variants fp32,bf16,...] [--repeat 1]
+    python bench/train_throughput.py [--device cpu|cuda] [--steps 30] [--warmup 5] [--repeat 3]
+        [--mnist ../shared/datasets/mnist] [--variants fp32,bf16,...] [--workers 2] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -121,12 +131,14 @@ def reference_step(nets, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return d_loss, g_loss
 
 
-def reference(images: np.ndarray, device, steps: int, warmup: int, batch: int = 64) -> float:
+def reference(images: np.ndarray, device, steps: int, warmup: int, workers: int, batch: int = 64) -> float:
     """The plain loop; returns real images per second over `steps` after `warmup`."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as pytorch/examples' dcgan sets it
     nets = reference_nets(device)
-    workers = 2 if device.type == "cuda" else 0
     loader = torch.utils.data.DataLoader(MnistPIL(images), batch_size=batch, shuffle=True, drop_last=True,
-                                         num_workers=workers, pin_memory=device.type == "cuda")
+                                         num_workers=workers, persistent_workers=workers > 0,
+                                         pin_memory=device.type == "cuda")
     done, t0 = 0, None
     while True:
         for imgs, _ in loader:
@@ -211,8 +223,10 @@ VARIANTS = {
 def run_one(args) -> float:
     """One loop in this process (the child side of `--one`); returns images per second."""
     device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
     if args.one == "reference":
-        return reference(_read_idx(next(Path(args.mnist).glob("train-images*"))), device, args.steps, args.warmup)
+        images = _read_idx(next(Path(args.mnist).glob("train-images*")))
+        return reference(images, device, args.steps, args.warmup, args.workers)
     if args.one not in VARIANTS:
         sys.exit(f"unknown variant {args.one!r}: expected one of {', '.join(VARIANTS)}")
     if not args.one.endswith("malloc-default"):
@@ -226,7 +240,8 @@ def run_one(args) -> float:
 def in_child(args, loop: str) -> float:
     """Run `loop` in a fresh Python process; its images per second."""
     cmd = [sys.executable, __file__, "--one", loop, "--device", args.device, "--steps", str(args.steps),
-           "--warmup", str(args.warmup), "--mnist", args.mnist]
+           "--warmup", str(args.warmup), "--mnist", args.mnist, "--workers", str(args.workers),
+           "--threads", str(args.threads)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"{loop} failed:\n{r.stderr}")
@@ -240,7 +255,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--mnist", default=str(ROOT.parent / "shared" / "datasets" / "mnist"))
     ap.add_argument("--variants", default="fp32,bf16")
-    ap.add_argument("--repeat", type=int, default=1, help="alternating rounds; medians are reported")
+    ap.add_argument("--repeat", type=int, default=3, help="alternating rounds; medians are reported")
+    ap.add_argument("--workers", type=int, default=2, help="the reference's DataLoader workers (default 2)")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                    help="torch threads of both loops (default: torch's own choice here)")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one loop here, print its images/s
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -252,16 +270,20 @@ def main() -> None:
         return
     print(f"# dcgan 32x32, batch 64, MNIST; device {device} "
           f"({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; {args.steps} timed steps after {args.warmup}", flush=True)
+          f"{args.threads} torch threads each; reference: "
+          f"{f'{args.workers} persistent DataLoader workers' if args.workers else 'data loaded in the main process'}"
+          f"{', cudnn.benchmark' if device.type == 'cuda' else ''}; {args.steps} timed steps after {args.warmup}; "
+          f"load average {os.getloadavg()[0]:.2f}", flush=True)
     # Rounds alternate reference and variants so that drift in the machine's speed hits both alike;
     # the table reports each loop's median over the rounds and the median of the
     # per-round ratios (each round's gantools run against that round's reference).
     names = args.variants.split(",")
     runs: dict[str, list[float]] = {"reference": [], **{n: [] for n in names}}
     for r in range(args.repeat):
-        for loop in runs:
+        for loop in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
             runs[loop].append(in_child(args, loop))
-        print(f"# round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in runs.items()), flush=True)
+        print(f"# round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in runs.items())
+              + f"; load average {os.getloadavg()[0]:.2f}", flush=True)
     ref = float(np.median(runs["reference"]))
     print(f"{'loop':<48} {'img/s (median)':>14} {'ratio of medians':>17} {'paired ratio (median)':>22}")
     print(f"{'reference loop (DataLoader + PIL transforms)':<48} {ref:14.1f} {1.0:16.2f}x {1.0:21.2f}x")
