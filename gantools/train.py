@@ -413,10 +413,13 @@ class Trainer:
 
         # ---- data, then the run's length from its size (--epochs)
         self.data = _load_data(cfg, spec)
+        self.data_spec = self.data.spec()
+        if spec.conditional and not self.data_spec.get("num_classes"):
+            raise UsageError(f"{cfg.data}: model {spec.name} is conditional and needs labelled data (class "
+                             "folders, IDX labels, npz/h5 'labels'); this source has no labels")
         self.cfg = cfg = _resolve(cfg, spec, len(self.data))
         self.loss = LOSSES.get(cfg.loss)
         self.amp = cfg.amp if cfg.amp is not None else self.device.type == "cuda"
-        self.data_spec = self.data.spec()
         if resume is not None:
             self._check_same_data(resume["data"])
         if self._in_memory():

@@ -326,3 +326,33 @@ def test_set_wins_over_the_config_file(cli, tmp_path):
             "--dry-run")
     assert r.code == 0, r.err
     assert _toml(r.text)["hparams"] == {"ngf": 8, "ndf": 16, "d_norm": "layer"}
+
+
+def test_cgan_is_conditional_end_to_end(cli, tmp_path):
+    """The first conditional model: its prior draws fake labels from the data's class frequencies (a
+    checkpoint tensor), `sample --class K` labels every image K in the npz and the stream, G follows the
+    label, and unlabelled data is refused in one line."""
+    images, _ = toy.shapes(n=32, seed=3)
+    labels = np.where(np.arange(32) < 24, 0, 1).astype(np.int64)  # 3:1 class frequencies
+    np.savez(tmp_path / "two.npz", images=images, labels=labels)
+    r = cli("train", "cgan", "--data", tmp_path / "two.npz", "--steps", "2", "-b", "8", "--set", "ngf=8",
+            "--set", "ndf=8", "--sample-every", "0", "--out", tmp_path / "run", "--device", "cpu")
+    assert r.code == 0, r.err
+    ck_path = r.text.strip()
+    assert torch.allclose(load_checkpoint(ck_path)["prior"]["class_freq"], torch.tensor([0.75, 0.25]))
+    out = {k: tmp_path / f"class{k}.npz" for k in (0, 1)}
+    for k, path in out.items():
+        r = cli("sample", ck_path, "-n", "4", "--seed", "1", "--class", str(k), "-o", path, "--device", "cpu")
+        assert r.code == 0, r.err
+    a, b = np.load(out[0]), np.load(out[1])
+    assert (a["labels"] == 0).all() and (b["labels"] == 1).all() and np.array_equal(a["z"], b["z"])
+    assert not np.array_equal(a["images"], b["images"])  # same z, another label: other images
+    r = cli("sample", ck_path, "-n", "3", "--class", "1", "-o", "-", "--device", "cpu")
+    assert r.code == 0, r.err
+    with tarfile.open(fileobj=io.BytesIO(r.out)) as tar:
+        meta = np.load(io.BytesIO(tar.extractfile("meta.npz").read()))
+    assert (meta["labels"] == 1).all()
+    np.savez(tmp_path / "unlabelled.npz", images=images)
+    r = cli("train", "cgan", "--data", tmp_path / "unlabelled.npz", "--steps", "2", "--out", tmp_path / "no")
+    assert r.code == 2 and r.err.count("\n") == 1 and "needs labelled data" in r.err
+    assert not (tmp_path / "no").exists()

@@ -111,11 +111,17 @@ def build_generator(hp: dict, data: dict) -> nn.Module:
     return DCGANGenerator(hp["z_dim"], data["channels"], data["resolution"], hp["ngf"])
 
 
-def build_discriminator(hp: dict, data: dict) -> nn.Module:
+def _d_norm(hp: dict) -> str:
+    """D's normalisation: `d_norm`, where "auto" is layer norm under WGAN-GP (batch norm breaks its
+    per-sample gradient penalty) and batch norm otherwise."""
     norm = hp.get("d_norm", "auto")
-    if norm == "auto":  # batch norm breaks the per-sample gradient penalty of WGAN-GP
+    if norm == "auto":
         norm = "layer" if hp.get("loss") == "wgan-gp" else "batch"
-    return DCGANDiscriminator(data["channels"], data["resolution"], hp["ndf"], norm)
+    return norm
+
+
+def build_discriminator(hp: dict, data: dict) -> nn.Module:
+    return DCGANDiscriminator(data["channels"], data["resolution"], hp["ndf"], _d_norm(hp))
 
 
 register_model(ModelSpec(
