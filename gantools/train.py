@@ -1,5 +1,6 @@
-"""The training loop of `gantools train`, reading top to bottom:
-config -> data -> models -> run folder -> loop (D steps, G step, EMA, log, samples, checkpoints).
+"""The training loop of `gantools train`, reading top to bottom: config (one resolution, `_resolve`) ->
+data -> the model's objective and networks -> run folder -> loop over the objective's phases (D steps,
+G step, EMA, log, samples, checkpoints). Nothing here is specific to a model (gantools.objective).
 
 Everything random comes from seeded generators saved in each checkpoint, so a
 run resumed from step N continues exactly as if it had never stopped.

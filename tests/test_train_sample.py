@@ -356,3 +356,8 @@ def test_cgan_is_conditional_end_to_end(cli, tmp_path):
     r = cli("train", "cgan", "--data", tmp_path / "unlabelled.npz", "--steps", "2", "--out", tmp_path / "no")
     assert r.code == 2 and r.err.count("\n") == 1 and "needs labelled data" in r.err
     assert not (tmp_path / "no").exists()
+
+
+def test_set_cannot_change_a_resumed_run(cli, tiny_dcgan):
+    r = cli("train", "--resume", tiny_dcgan, "--set", "ngf=4")
+    assert r.code == 2 and r.err.count("\n") == 1 and "--set: hyper-parameters cannot change on resume" in r.err
