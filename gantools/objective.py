@@ -103,6 +103,7 @@ class GANObjective:
     model), the registry loss (`--loss`) on D's scores, one adversarial phase."""
 
     generator = "G"  # the network that samples: EMA'd, drawn in sample grids and by the commands
+    update_schemes = ("alternating", "simultaneous")  # the --updates this objective's losses allow
 
     def __init__(self, spec, hparams: dict, data: dict, loss=None):
         self.spec, self.hparams, self.data, self.loss = spec, hparams, data, loss
@@ -152,6 +153,10 @@ class GANObjective:
         return {"d_real": read(out_real).mean(), "d_fake": read(out_fake).mean()}
 
 
-def build_objective(spec, hparams: dict, data: dict, loss=None) -> GANObjective:
+def objective_class(spec) -> type:
     """The objective of a model trained by `gantools train`: its registry entry's, or the plain GAN."""
-    return (spec.objective or GANObjective)(spec, hparams, data, loss)
+    return spec.objective or GANObjective
+
+
+def build_objective(spec, hparams: dict, data: dict, loss=None) -> GANObjective:
+    return objective_class(spec)(spec, hparams, data, loss)

@@ -29,7 +29,7 @@ from gantools.errors import GantoolsError, Interrupted, UsageError
 from gantools.generate import resolve_device, to_uint8
 from gantools.log import ProgressReporter, debug, info, warn
 from gantools.losses import gradient_penalty
-from gantools.objective import build_objective
+from gantools.objective import build_objective, objective_class
 from gantools.options import CHOICES
 from gantools.registry import LOSSES, MODELS
 
@@ -349,6 +349,9 @@ def _resolve(cfg: TrainConfig, spec, data_len: int | None = None) -> TrainConfig
             setattr(cfg, name, d.get(name, fallback))
     cfg.betas = list(cfg.betas)
     check_choices(cfg.to_dict(), source=f"model {spec.name}'s defaults")
+    allowed = objective_class(spec).update_schemes
+    if cfg.updates not in allowed:
+        raise UsageError(f"--updates {cfg.updates}: model {spec.name} trains with {' or '.join(allowed)} updates")
     _check_hparams(cfg.hparams, spec)
     if cfg.steps is None and cfg.epochs is None:
         cfg.steps = d.get("steps", DEFAULT_STEPS)

@@ -361,3 +361,20 @@ def test_cgan_is_conditional_end_to_end(cli, tmp_path):
 def test_set_cannot_change_a_resumed_run(cli, tiny_dcgan):
     r = cli("train", "--resume", tiny_dcgan, "--set", "ngf=4")
     assert r.code == 2 and r.err.count("\n") == 1 and "--set: hyper-parameters cannot change on resume" in r.err
+
+
+def test_a_model_may_restrict_the_update_schemes():
+    import dataclasses
+
+    from gantools.errors import UsageError
+    from gantools.objective import GANObjective
+    from gantools.registry import MODELS
+    from gantools.train import _resolve
+
+    class AlternatingOnly(GANObjective):
+        update_schemes = ("alternating",)
+
+    spec = dataclasses.replace(MODELS.get("dcgan"), objective=AlternatingOnly)
+    with pytest.raises(UsageError, match="--updates simultaneous: model dcgan trains with alternating updates"):
+        _resolve(TrainConfig(model="dcgan", data="toy:shapes"), spec)  # dcgan's default is simultaneous
+    assert _resolve(TrainConfig(model="dcgan", data="toy:shapes", updates="alternating"), spec).updates == "alternating"
