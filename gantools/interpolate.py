@@ -5,7 +5,8 @@ next, both included, and consecutive segments share their endpoint frame, so a p
 through N endpoints has (K-1)(N-1)+1 frames, and a looped one (back to the first)
 (K-1)N frames: its last frame leads back into the first.
 
-Endpoint latents are the ones `gantools sample --seed` uses: seed s's latent is
+Endpoint latents are the ones `gantools sample --seed` uses, drawn by the model's prior
+(the standard normal unless the model has its own): seed s's latent is
 `latents(s, 1, z_dim)[0]`, and `--rows R --seed S` row r runs from
 `latents(S, 2R)[2r]` to `[2r+1]`; interpolation returns the endpoints exactly at
 t = 0 and t = 1, so endpoint frames are the `sample` images for those latents.
@@ -175,6 +176,7 @@ def plan(
     num_classes: int = 0,
     class_index: int | None = None,
     class_pair: tuple[int, int] | None = None,
+    prior=None,
 ) -> Plan:
     """Build the rows for the CLI's options.
 
@@ -182,9 +184,18 @@ def plan(
     one class-path row per seed at its latent. Otherwise `rows` paths between the
     endpoints `latents(seed, 2*rows)`, or `rows` class paths at `latents(seed, rows)`.
     On a conditional model (`num_classes` > 0) a latent path keeps `class_index`, or by
-    default the class `gantools sample --seed` draws for the path's first endpoint.
+    default the class `gantools sample --seed` draws for the path's first endpoint. Latents
+    come from `prior` (the checkpoint's, `generate.load_objective`) when given.
     """
-    from gantools.generate import class_labels, latents
+    from gantools.generate import class_labels
+
+    def latents(seed_: int, n: int, width: int, trunc: float | None) -> np.ndarray:
+        """The seed's first n latents from the model's prior (`prior`), else the standard normal."""
+        from gantools.generate import latents as standard
+
+        if prior is None:
+            return standard(seed_, n, width, trunc)
+        return prior.draw(n, np.random.default_rng(seed_), truncation=trunc)["z"].numpy()
 
     fractions(steps)  # validate before drawing anything
     if method not in METHODS:

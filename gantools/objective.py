@@ -65,7 +65,8 @@ class GaussianPrior:
                 if isinstance(generator, torch.Generator):
                     labels = torch.multinomial(freq.to(generator.device), n, replacement=True, generator=generator)
                 else:
-                    labels = torch.from_numpy(generator.choice(len(freq), size=n, p=freq.double().numpy()))
+                    p = freq.double().numpy()
+                    labels = torch.from_numpy(generator.choice(len(freq), size=n, p=p / p.sum()))
             out["y"] = labels
         return out
 

@@ -252,7 +252,8 @@ def two_phase_model(monkeypatch):
 def test_two_phases_resume_exactly_mid_phase(tmp_path, small_shapes, two_phase_model):
     """4 autoencoder steps, then 4 adversarial ones; resumed from step 2 (mid-autoencoder) and from step 6
     (mid-adversarial), each run ends where the straight one does, bit for bit."""
-    from gantools.generate import generate_batches, latents
+    from gantools.generate import generate_batches, latents, load_objective
+    from gantools.interpolate import plan
 
     case = {**DCGAN, "model": "twophase", "hparams": {}, "ema": True, "ema_decay": 0.9}
     last = train(_config(case, small_shapes, tmp_path / "straight", steps=4, ckpt_every=2, keep=10))
@@ -277,6 +278,8 @@ def test_two_phases_resume_exactly_mid_phase(tmp_path, small_shapes, two_phase_m
         assert_same(straight["state"], resumed["state"], f"state from {s}")
         assert_same(straight["rng"], resumed["rng"], f"rng from {s}")
         assert_same(straight["prior"], resumed["prior"], f"prior from {s}")
-    # the commands draw G's inputs through the checkpoint's prior too
+    # the commands draw G's inputs through the checkpoint's prior too: sample, and interpolate's endpoints
     (_, _, z), = generate_batches(straight, 5, seed=9, batch_size=5)
     assert np.array_equal(z, latents(9, 5, 8) * np.float32(0.25))
+    walk = plan(8, 3, seeds=[9, 4], prior=load_objective(straight)[1]).arrays()["z"]
+    assert np.array_equal(walk[0], z[0]) and np.array_equal(walk[-1], latents(4, 1, 8)[0] * np.float32(0.25))

@@ -68,7 +68,7 @@ def interpolate(
         check_output(out, overwrite)  # an unknown suffix or an existing file: refused before any work
 
     from gantools.checkpoint import load_checkpoint
-    from gantools.generate import is_conditional, load_generator, resolve_device
+    from gantools.generate import is_conditional, load_generator, load_objective, resolve_device
     from gantools.interpolate import plan, render
 
     ck = load_checkpoint(ckpt)
@@ -97,7 +97,7 @@ def interpolate(
                          "embedding cannot be interpolated (use --class to keep one class)")
     z_dim = int(ck["hparams"]["z_dim"])
     p = plan(z_dim, steps, seed_list, rows if rows is not None else 4, seed if seed is not None else 0,
-             "slerp" if slerp else "lerp", loop, truncation, num_classes, class_index, pair)
+             "slerp" if slerp else "lerp", loop, truncation, num_classes, class_index, pair, load_objective(ck)[1])
     target = require_output_or_pipe(out, "frames")
     info(f"interpolate: {len(p.rows)} row(s) x {p.frames_per_row} frames ({'slerp' if slerp else 'lerp'}"
          f"{', class path' if pair else ''}) -> {target}")
