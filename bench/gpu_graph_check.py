@@ -29,7 +29,7 @@ def run(graphs: bool, deterministic: bool):
         tr.train_step(batches)
         if tr.step in checkpoints:
             torch.cuda.synchronize()
-            snaps[tr.step] = [p.detach().float().cpu().clone() for p in tr.G.parameters()]
+            snaps[tr.step] = [p.detach().float().cpu().clone() for p in tr.nets["G"].parameters()]
     return snaps
 
 

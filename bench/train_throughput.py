@@ -164,7 +164,7 @@ def step_flops(data: str, device) -> tuple[float, float]:
         reference_step(nets, real)
     tr = Trainer(TrainConfig(model="dcgan", data=data, batch_size=64, device=str(device), steps=10**9,
                              sample_every=0, out="/tmp/gantools-bench-run", amp=False, cuda_graphs=False))
-    for ref_net, our_net in ((nets[0], tr.G), (nets[1], tr.D)):  # the same layers, or the comparison is void
+    for ref_net, our_net in ((nets[0], tr.nets["G"]), (nets[1], tr.nets["D"])):  # the same layers, or the comparison is void
         shapes = [tuple(t.shape) for t in ref_net.state_dict().values()]
         if shapes != [tuple(t.shape) for t in our_net.state_dict().values()]:
             sys.exit(f"reference {type(ref_net).__name__} differs from gantools' dcgan: {shapes}")
@@ -193,11 +193,11 @@ def gantools_loop(data: str, device, steps: int, warmup: int, **options) -> floa
     cfg = TrainConfig(model="dcgan", data=data, batch_size=64, device=str(device), steps=10**9,
                       sample_every=0, out="/tmp/gantools-bench-run", **options)
     tr = Trainer(cfg)
-    tr.G.train()
-    tr.D.train()
+    for net in tr.nets.values():
+        net.train()
     batches = tr.batch_source()
-    acc = torch.zeros(4, device=device)
-    for _ in range(warmup):
+    acc = tr.train_step(batches)  # the trainer learns the logged names' count on its first step
+    for _ in range(warmup - 1):
         acc += tr.train_step(batches)
     sync(device)
     t0 = time.perf_counter()
