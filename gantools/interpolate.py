@@ -17,6 +17,11 @@ tensor `w` (N x num_classes) of class weights (a soft one-hot) instead of int64
 labels; a generator that embeds labels (`embedding(labels)` = `onehot @ weight`)
 supports it by declaring `class_weights = True` and using `w @ embedding.weight`, which
 is exactly the linear interpolation of the two class embeddings.
+
+Latent codes (InfoGAN): the prior's other inputs (its draws besides z and labels) stay
+those of a path's first endpoint. `--code K` sweeps the K-th continuous code from
+CODE_RANGE[0] to CODE_RANGE[1] at the seed's z and codes, one row per value of the
+first categorical code, like the figures of Chen et al. 2016.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from gantools.errors import UsageError
 
 METHODS = ("slerp", "lerp")
 PARALLEL_EPS = 1e-6  # slerp falls back to lerp where sin(angle) is below this
+CODE_RANGE = (-2.0, 2.0)  # a continuous code's sweep: the paper's figures, past the prior's [-1, 1]
 
 
 def lerp(a: np.ndarray, b: np.ndarray, t) -> np.ndarray:
@@ -105,6 +111,7 @@ class Row:
     t: np.ndarray
     class_weights: np.ndarray | None = None  # F x num_classes for a class path
     label: int | None = None  # the fixed class of a latent path on a conditional model
+    codes: dict[str, np.ndarray] = field(default_factory=dict)  # the prior's other inputs, F x ... each
 
     def __len__(self) -> int:
         return len(self.z)
@@ -155,6 +162,8 @@ class Plan:
         }
         if self.rows[0].class_weights is not None:
             out["class_weights"] = np.concatenate([r.class_weights for r in self.rows])
+        for name in self.rows[0].codes:
+            out[name] = np.concatenate([r.codes[name] for r in self.rows])
         return out
 
     def labels(self) -> np.ndarray | None:
@@ -162,6 +171,29 @@ class Plan:
         if self.rows[0].label is None:
             return None
         return np.concatenate([np.full(len(r), r.label, np.int64) for r in self.rows])
+
+
+def _hold(row: Row, codes: dict[str, np.ndarray]) -> Row:
+    """`row` with the prior's other inputs fixed at `codes` (one endpoint's) in every frame."""
+    row.codes = {k: np.repeat(v[None], len(row), axis=0) for k, v in codes.items()}
+    return row
+
+
+def code_sweep(z: np.ndarray, codes: dict[str, np.ndarray], code: int, cat_codes: list[int], steps: int,
+               loop: bool = False) -> list[Row]:
+    """Rows sweeping continuous code `code` (from 1) over CODE_RANGE at a fixed z and other codes, one
+    row per value of the first categorical code (one row when there is none)."""
+    sweep = latent_path([np.array([CODE_RANGE[0]]), np.array([CODE_RANGE[1]])], steps, "lerp", loop)
+    rows = []
+    for value in range(cat_codes[0]) if cat_codes else [None]:
+        held = dict(codes)
+        if value is not None:
+            held["c_cat"] = held["c_cat"].copy()
+            held["c_cat"][0] = value
+        row = _hold(Row(np.repeat(z[None], len(sweep), axis=0), sweep.segment, sweep.t), held)
+        row.codes["c_cont"][:, code - 1] = sweep.z[:, 0]
+        rows.append(row)
+    return rows
 
 
 def plan(
@@ -177,6 +209,7 @@ def plan(
     class_index: int | None = None,
     class_pair: tuple[int, int] | None = None,
     prior=None,
+    code: int | None = None,
 ) -> Plan:
     """Build the rows for the CLI's options.
 
@@ -185,9 +218,18 @@ def plan(
     endpoints `latents(seed, 2*rows)`, or `rows` class paths at `latents(seed, rows)`.
     On a conditional model (`num_classes` > 0) a latent path keeps `class_index`, or by
     default the class `gantools sample --seed` draws for the path's first endpoint. Latents
-    come from `prior` (the checkpoint's, `generate.load_objective`) when given.
+    come from `prior` (the checkpoint's, `generate.load_objective`) when given, with its other
+    inputs (latent codes) held at the path's first endpoint's. With `code` K: `code_sweep` at
+    the first draw of `seed`.
     """
     from gantools.generate import class_labels
+
+    def draws(seed_: int, n: int) -> list[dict[str, np.ndarray]]:
+        """The prior's other inputs (not z, not labels) of the seed's first n draws, one dict per draw."""
+        if prior is None:
+            return [{} for _ in range(n)]
+        drawn = prior.draw(n, np.random.default_rng(seed_), truncation=truncation)
+        return [{k: v[i].numpy() for k, v in drawn.items() if k not in ("z", "y")} for i in range(n)]
 
     def latents(seed_: int, n: int, width: int, trunc: float | None) -> np.ndarray:
         """The seed's first n latents from the model's prior (`prior`), else the standard normal."""
@@ -202,32 +244,43 @@ def plan(
         raise UsageError(f"unknown interpolation {method!r} (slerp, lerp)")
     if seeds is None and rows < 1:
         raise UsageError(f"--rows {rows}: must be at least 1")
+    if code is not None:
+        n_cont = getattr(prior, "cont_codes", 0)
+        if not n_cont:
+            raise UsageError(f"--code {code}: the model has no continuous latent codes")
+        if not 1 <= code <= n_cont:
+            raise UsageError(f"--code {code}: must be in 1..{n_cont} (the model's continuous codes)")
+        return Plan(code_sweep(latents(seed, 1, z_dim, truncation)[0], draws(seed, 1)[0], code,
+                               list(getattr(prior, "cat_codes", [])), steps, loop))
     if seeds is not None and len(seeds) < 2 and class_pair is None:
         raise UsageError("--seeds: a path needs at least two seeds")
     if class_pair is not None:
         if seeds is not None:
             zs = [latents(s, 1, z_dim, truncation)[0] for s in seeds]
+            codes = [draws(s, 1)[0] for s in seeds]
         else:
-            zs = list(latents(seed, rows, z_dim, truncation))
-        return Plan([class_path(z, *class_pair, num_classes, steps, loop) for z in zs])
+            zs, codes = list(latents(seed, rows, z_dim, truncation)), draws(seed, rows)
+        return Plan([_hold(class_path(z, *class_pair, num_classes, steps, loop), c) for z, c in zip(zs, codes)])
     if seeds is not None:
-        p = latent_path([latents(s, 1, z_dim, truncation)[0] for s in seeds], steps, method, loop)
+        p = _hold(latent_path([latents(s, 1, z_dim, truncation)[0] for s in seeds], steps, method, loop),
+                  draws(seeds[0], 1)[0])
         if num_classes:
             p.label = int(class_labels(seeds[0], 1, num_classes, class_index)[0])
         return Plan([p])
-    ends = latents(seed, 2 * rows, z_dim, truncation)
+    ends, codes = latents(seed, 2 * rows, z_dim, truncation), draws(seed, 2 * rows)
     labels = class_labels(seed, 2 * rows, num_classes, class_index) if num_classes else None
     out = []
     for r in range(rows):
-        p = latent_path([ends[2 * r], ends[2 * r + 1]], steps, method, loop)
+        p = _hold(latent_path([ends[2 * r], ends[2 * r + 1]], steps, method, loop), codes[2 * r])
         if labels is not None:
             p.label = int(labels[2 * r])
         out.append(p)
     return Plan(out)
 
 
-def render(G, plan_: Plan, batch_size: int = 256, device="cpu") -> Iterator[np.ndarray]:
-    """Yield uint8 NHWC frame batches, row-major, from generator G (already in eval mode)."""
+def render(G, plan_: Plan, batch_size: int = 256, device="cpu", objective=None) -> Iterator[np.ndarray]:
+    """Yield uint8 NHWC frame batches, row-major, from generator G (already in eval mode), fed by
+    `objective.fake` (the checkpoint's, which joins latent codes) when given, else as G(z, labels)."""
     import torch
 
     from gantools.generate import to_uint8
@@ -239,11 +292,13 @@ def render(G, plan_: Plan, batch_size: int = 256, device="cpu") -> Iterator[np.n
     cond = arrays.get("class_weights")
     if cond is None:
         cond = plan_.labels()
+    names = ["z", *plan_.rows[0].codes] + ([] if cond is None else ["y"])
+    arrays["y"] = cond
     with torch.no_grad():
         for start in range(0, len(z_all), batch_size):
-            z = torch.from_numpy(np.ascontiguousarray(z_all[start:start + batch_size])).to(device)
-            y = None if cond is None else torch.from_numpy(np.ascontiguousarray(cond[start:start + batch_size])).to(device)
-            yield to_uint8(G(z, y)).permute(0, 2, 3, 1).cpu().numpy()
+            batch = {k: torch.from_numpy(np.ascontiguousarray(arrays[k][start:start + batch_size])).to(device) for k in names}
+            out = G(batch["z"], batch.get("y")) if objective is None else objective.fake(G, batch)
+            yield to_uint8(out).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def tile_rows(frames: np.ndarray, rows: int, padding: int = 2) -> np.ndarray:

@@ -143,7 +143,8 @@ def check_choices(values: Mapping[str, Any], source: str | None = None) -> None:
 
 
 COMMAND_RANGES: dict[str, dict[str, Range]] = {
-    "interpolate": {"steps": Range(int, 2)},  # frames per segment, both endpoints included
+    "interpolate": {"steps": Range(int, 2),  # frames per segment, both endpoints included
+                    "code": Range(int, 1)},  # --code K: continuous codes count from 1
 }
 
 

@@ -16,10 +16,13 @@ from gantools.cli.names import complete_checkpoints, complete_devices
     help="Interpolate between latents of a checkpoint's generator.\n\n"
     "Endpoints: --seeds A,B,C walks one path through those seeds' latents (the latents of "
     "`gantools sample --seed`), or --rows R paths between random endpoints drawn from --seed. "
-    "--steps K frames run from one endpoint to the next, both included.\n\n"
+    "--steps K frames run from one endpoint to the next, both included. Models with latent codes "
+    "(infogan) keep a path's codes at its first endpoint's; --code K sweeps the K-th continuous code "
+    "instead, from -2 to 2 at --seed's z and codes, one row per value of the categorical code.\n\n"
     "OUT: x.png (a grid: one row per path, one column per step), x.gif (animated; each frame "
     "shows all rows side by side), a folder (numbered frames, row by row), x.npz or x.h5 (uint8 "
-    "NHWC 'images', latents 'z', fractions 't', 'segment', 'row'), or - (the image stream). "
+    "NHWC 'images', latents 'z', fractions 't', 'segment', 'row', and the codes 'c_cat', 'c_cont' of models "
+    "with latent codes), or - (the image stream). "
     "Without -o the stream goes to stdout when it is a pipe.",
     epilog="Example: gantools interpolate ckpt.pt --seeds 3,17,42 --loop --steps 16 -o walk.gif",
 )
@@ -35,6 +38,7 @@ def interpolate(
     loop: bool = typer.Option(False, "--loop", help="Return to the first endpoint, and make a GIF loop forever (else it plays once)."),
     class_: Optional[str] = typer.Option(None, "--class", help="Conditional models: keep this class (index or name) (default: the class `sample --seed` gives the first endpoint)."),
     class_path: Optional[str] = typer.Option(None, "--class-path", help="Conditional models that embed labels: interpolate the class embedding from class A to B (A:B) at a fixed z."),
+    code: Optional[int] = typer.Option(None, "--code", help="Models with continuous latent codes (infogan): sweep code K (from 1) from -2 to 2 at a fixed z, one row per categorical value."),
     truncation: Optional[float] = typer.Option(None, help="Draw endpoints from the normal truncated to [-T, T]."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output: x.png, x.gif, folder, x.npz, x.h5 or - (stream)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file OUT, or gantools' own earlier output in a folder OUT (files it did not write there are never touched)."),
@@ -62,6 +66,11 @@ def interpolate(
             range_for("interpolate", "seed").check("--seeds", s)
     if class_ is not None and class_path is not None:
         raise UsageError("--class and --class-path cannot be combined")
+    if code is not None:
+        clash = next((flag for flag, v in (("--seeds", seeds), ("--rows", rows), ("--class", class_),
+                                           ("--class-path", class_path)) if v is not None), None)
+        if clash:
+            raise UsageError(f"--code sweeps a code at --seed's latent; it cannot be combined with {clash}")
     if out is not None:
         from gantools.data.writers import check_output
 
@@ -96,12 +105,16 @@ def interpolate(
         raise UsageError(f"--class-path: model {ck['model']!r} does not embed its labels, so its class "
                          "embedding cannot be interpolated (use --class to keep one class)")
     z_dim = int(ck["hparams"]["z_dim"])
+    objective, prior = load_objective(ck)
+    if code is not None and not getattr(prior, "cont_codes", 0):
+        raise UsageError(f"--code: model {ck['model']!r} in {ckpt} has no continuous latent codes")
     p = plan(z_dim, steps, seed_list, rows if rows is not None else 4, seed if seed is not None else 0,
-             "slerp" if slerp else "lerp", loop, truncation, num_classes, class_index, pair, load_objective(ck)[1])
+             "slerp" if slerp else "lerp", loop, truncation, num_classes, class_index, pair, prior, code)
     target = require_output_or_pipe(out, "frames")
-    info(f"interpolate: {len(p.rows)} row(s) x {p.frames_per_row} frames ({'slerp' if slerp else 'lerp'}"
+    what = f"code {code} sweep" if code is not None else "slerp" if slerp else "lerp"
+    info(f"interpolate: {len(p.rows)} row(s) x {p.frames_per_row} frames ({what}"
          f"{', class path' if pair else ''}) -> {target}")
-    _write(p, render(G, p, batch_size, device_), target, fps, loop, zoom, class_names, overwrite)
+    _write(p, render(G, p, batch_size, device_, objective), target, fps, loop, zoom, class_names, overwrite)
 
 
 def _class_index(value: Optional[str], class_names: list, num_classes: int, flag: str = "--class"):
