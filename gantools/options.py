@@ -110,17 +110,20 @@ RANGES: dict[str, Range] = {
     "kid_subset_size": Range(int, 2),  # the unbiased MMD^2 averages over pairs of distinct images
     "is_splits": AT_LEAST_1,
     "iterations": AT_LEAST_1,
+    "draws": AT_LEAST_1,  # impute: random completions to write
     # rates, weights and the like
     "lr_g": POSITIVE,
     "lr_d": POSITIVE,
     "betas": Range(float, 0, 1, hi_open=True, size=2),
     "ema_decay": Range(float, 0, 1, lo_open=True, hi_open=True),
+    "ema_rampup": Range(float, 0, 1, lo_open=True, special={0: "no warm-up"}),
     "r1": Range(float, 0, lo_open=True, special={0: "off"}),
     "truncation": POSITIVE,
     "fps": POSITIVE,
     "hint_rate": Range(float, 0, 1),
     "alpha": Range(float, 0),
     "miss_rate": Range(float, 0, 1, lo_open=True, hi_open=True),
+    "validation_rate": Range(float, 0, 0.5, lo_open=True, special={0: "none"}),  # impute
     "seed": Range(int, 0, SEED_MAX),
 }
 

@@ -339,3 +339,126 @@ def test_a_binary_table_is_not_written_to_a_terminal(tmp_path):
         output_format(table, None, Terminal())
     with pytest.raises(UsageError, match="give -o OUT.npy"):
         write_table(table, "-", Terminal())
+
+
+# ------------------------------------------------------------------ self-validation and multiple imputation
+
+
+def test_validation_chooses_the_count_and_the_saved_model_keeps_it(tmp_path):
+    """The held-out cells are observed cells; G is scored on them every eval_every iterations and
+    the best iterate is kept; the checkpoint stores the chosen count and the validation record."""
+    import torch
+
+    from gantools.impute import Imputer, fit_imputer
+
+    text, _ = _correlated(n=300, seed=4)
+    p = tmp_path / "c.csv"
+    p.write_text(text)
+    tab = read_table(str(p))
+    imp = fit_imputer(tab, iterations=600, select_iterations=True, eval_every=100, patience=200, seed=2,
+                      width_choices=(), refit_rows=0)
+    val = imp.validation
+    steps = [s for s, _ in val["history"]]
+    assert steps[0] == 100 and all(b - a == 100 for a, b in zip(steps, steps[1:])) and steps[-1] <= 600
+    best_step, best = min(val["history"], key=lambda h: h[1])
+    assert imp.iterations == best_step and val["rmse"] == pytest.approx(best, rel=1e-5)
+    assert steps[-1] == 600 or steps[-1] - best_step >= 200  # stopped only after `patience` without a better score
+    assert abs(val["cells"] / 1500 - 0.1) < 0.03 and len(val["residuals"]) == 5
+    model = tmp_path / "m.pt"
+    imp.save(model)
+    ck = torch.load(model, weights_only=True)
+    assert ck["step"] == imp.iterations and ck["config"]["validation"]["history"] == val["history"]
+    again = Imputer.load(model)
+    assert again.iterations == imp.iterations and again.validation["residuals"] == val["residuals"]
+
+
+def test_validation_cells_are_never_written_back_changed(cli, mixed, tmp_path):
+    """With the default validation (10% of the observed cells held out of training), every observed
+    cell still comes back as read, and the chosen count is reported on stderr."""
+    out = tmp_path / "filled.csv"
+    r = cli("impute", mixed, "-o", out, "--iterations", ITER, "--ignore", "id", "--validation-rate", "0.3")
+    assert r.code == 0, r.err
+    assert "validation on" in r.err and "held-out cells (30% of the observed)" in r.err
+    src, dst = _rows(mixed.read_bytes()), _rows(out.read_bytes())
+    assert len(src) == len(dst)
+    kept = sum(ca == cb for a, b in zip(src[1:], dst[1:]) for ca, cb in zip(a, b) if not _is_missing(ca))
+    observed = sum(not _is_missing(c) for a in src[1:] for c in a)
+    assert kept == observed
+
+
+def test_draws_differ_only_in_missing_cells_and_are_seeded(cli, mixed, tmp_path):
+    a, b, c = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv"
+    for out, seed in ((a, "5"), (b, "5"), (c, "6")):
+        r = cli("impute", mixed, "--draws", "4", "-o", out, "--iterations", ITER, "--ignore", "id", "--seed", seed)
+        assert r.code == 0, r.err
+    assert a.read_bytes() == b.read_bytes()  # the same seed: the same draws
+    assert a.read_bytes() != c.read_bytes()
+    src, long = _rows(mixed.read_bytes()), _rows(a.read_bytes())
+    assert long[0] == [".imp", ".id"] + src[0]  # R mice's complete(imp, "long")
+    body = src[1:]
+    draws = {}
+    for row in long[1:]:
+        draws.setdefault(row[0], []).append(row[2:])
+        assert row[1] == str(len(draws[row[0]]))
+    assert sorted(draws) == ["1", "2", "3", "4"] and all(len(d) == len(body) for d in draws.values())
+    differ = 0
+    for d in draws.values():
+        for a_row, d_row in zip(body, d):
+            for ca, cd in zip(a_row, d_row):
+                if not _is_missing(ca):
+                    assert cd == ca
+        differ += sum(x != y for r1, r2 in zip(draws["1"], d) for x, y in zip(r1, r2))
+    assert differ > 0  # the draws are not copies of one another (and differ only where cells were missing)
+
+
+def test_draws_of_an_array_table_stack_on_a_new_axis(cli, tmp_path):
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(60, 3))
+    xm = np.where(rng.random(x.shape) < 0.2, np.nan, x)
+    np.savez(tmp_path / "a.npz", x=xm, y=np.arange(60))
+    out = tmp_path / "d.npz"
+    r = cli("impute", tmp_path / "a.npz", "--draws", "3", "-o", out, "--iterations", "50")
+    assert r.code == 0, r.err
+    z = np.load(out)
+    assert z["x"].shape == (3, 60, 3) and np.array_equal(z["y"], np.arange(60))
+    holes = np.isnan(xm)
+    for d in z["x"]:
+        assert np.array_equal(d[~holes], xm[~holes]) and not np.isnan(d).any()
+    assert not np.array_equal(z["x"][0][holes], z["x"][1][holes])
+
+
+def test_draws_need_validation_cells(cli, mixed, tmp_path):
+    r = cli("impute", mixed, "--draws", "2", "--validation-rate", "0", "--iterations", "5")
+    assert r.code == 2 and "--validation-rate" in r.err and "Traceback" not in r.err
+    model = tmp_path / "m.pt"
+    assert cli("impute", mixed, "--validation-rate", "0", "--iterations", "5", "--save-model", model).code == 0
+    r = cli("impute", mixed, "--model", model, "--draws", "2")
+    assert r.code == 1 and r.err.strip().splitlines()[-1].startswith("gantools: error: --draws needs")
+
+
+def test_interval_coverage_counts_truths_inside_the_draws_range(tmp_path):
+    """The 90% interval of M draws runs between their quantiles at Weibull plotting positions: for
+    20 draws, from 5% of the way between the two smallest to 5% short of the largest."""
+    from gantools.impute.evaluate import interval_coverage
+
+    p = tmp_path / "t.csv"
+    p.write_text("a\n0\n1.5\n1.2\n3\n1.001\n10\n")
+    tab = read_table(str(p))
+    hide = np.zeros((6, 1), bool)
+    hide[:5, 0] = True  # truths 0, 1.5, 1.2, 3, 1.001
+    draws = [{0: np.full(6, 1.0 + k / 19)} for k in range(20)]  # 20 draws evenly from 1 to 2
+    rep = interval_coverage(tab, [0], hide, draws)
+    assert rep["cells"] == 5 and rep["coverage"] == 0.4  # 1.5 and 1.2 inside; 0, 3 and 1.001 outside
+    lo, hi = 1.0 + 0.05 / 19, 2.0 - 0.05 / 19
+    assert rep["mean_width"] == pytest.approx((hi - lo) / (10 + 1e-6), rel=1e-6)
+
+
+def test_evaluate_reports_the_coverage_of_the_draws(cli, tmp_path):
+    text, _ = _correlated(n=400, seed=2)
+    p = tmp_path / "corr.csv"
+    p.write_text(text)
+    r = cli("impute", p, "--evaluate", "--draws", "20", "--json", "--iterations", "800", "--seed", "3")
+    assert r.code == 0, r.err
+    c = json.loads(r.out)["interval"]
+    assert c["draws"] == 20 and c["cells"] == json.loads(r.out)["numeric_cells"]
+    assert 0.75 < c["coverage"] <= 1.0, c  # the errors added are the held-out cells' own

@@ -34,7 +34,9 @@ def impute(
     categorical: Optional[str] = typer.Option(None, "--categorical", help="Categorical columns: COLS, or 'auto' (also integer columns of at most 10 values). Text columns always are."),
     ignore: Optional[str] = typer.Option(None, "--ignore", help="Columns passed through untouched (IDs, free text): COLS."),
     header: Optional[bool] = typer.Option(None, "--header/--no-header", help="Whether the first CSV row is a header [default: detected]."),
-    iterations: Optional[int] = typer.Option(None, "--iterations", help="Training iterations [default: 10000]."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", help="Train exactly this many iterations, at the variant's width [default: up to 10000, the count and the hidden width chosen on the validation cells]."),
+    validation_rate: Optional[float] = typer.Option(None, "--validation-rate", help="Fraction of the observed cells held out of training (seeded) to choose the iteration count and hidden width on, and to measure the errors --draws adds, or 0 (none): train on every observed cell [default: 0.1]."),
+    draws: Optional[int] = typer.Option(None, "--draws", help="Write this many random completions (multiple imputation): CSV/TSV in R mice's long format (columns .imp and .id first), arrays with a new first axis; with --evaluate, report the coverage of their 90% intervals."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Rows per batch [default: 128]."),
     hint_rate: Optional[float] = typer.Option(None, "--hint-rate", help="Probability a cell's mask entry is revealed to D [default: 0.9]."),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="Weight of the reconstruction loss on observed cells [default: 100]."),
@@ -70,9 +72,13 @@ def impute(
     _check_outputs(data, model, out, save_model, overwrite)
     from gantools.impute.params import DEFAULT_VARIANT
 
-    params = {"iterations": iterations, "batch_size": batch_size, "hint_rate": hint_rate, "alpha": alpha}
+    params = {"iterations": iterations, "batch_size": batch_size, "hint_rate": hint_rate, "alpha": alpha,
+              "validation_rate": validation_rate}
     if model and (any(v is not None for v in params.values()) or variant != DEFAULT_VARIANT):
-        raise UsageError("--iterations/--batch-size/--hint-rate/--alpha/--variant train a new imputer; --model applies a saved one")
+        raise UsageError("--iterations/--batch-size/--hint-rate/--alpha/--validation-rate/--variant train a new "
+                         "imputer; --model applies a saved one")
+    if draws and validation_rate == 0:
+        raise UsageError("--draws adds errors measured on the validation cells: it needs --validation-rate above 0")
 
     params["variant"] = variant
     imputer = None
@@ -105,7 +111,7 @@ def impute(
             from gantools.impute.evaluate import evaluate as run_evaluation
 
             report = run_evaluation(table, miss_rate, seed, categorical, ignore, imputer=imputer, device=str(dev),
-                                    progress=progress, **params)
+                                    progress=progress, draws=draws, **params)
             if bar is not None:
                 bar.close()
             _print_report(report, json_)
@@ -119,9 +125,14 @@ def impute(
                 bar.close()
             _describe(imputer)
         t0 = time.perf_counter()
-        filled = imputer.impute(table, seed=seed, device=str(dev))
+        if draws:
+            from gantools.impute.table import stack_draws
+
+            filled = stack_draws(imputer.impute_draws(table, draws, seed=seed, device=str(dev)))
+        else:
+            filled = imputer.impute(table, seed=seed, device=str(dev))
         info(f"impute: filled {int(table.missing[:, [c.kind != 'ignored' for c in imputer.columns]].sum())} "
-             f"cells in {time.perf_counter() - t0:.2f} s")
+             f"cells{f' {draws} times' if draws else ''} in {time.perf_counter() - t0:.2f} s")
         if save_model:
             imputer.save(save_model, overwrite)
             info(f"impute: saved the imputer to {save_model}")
@@ -160,7 +171,18 @@ def _describe(imputer) -> None:
 
     kinds = Counter(c.kind for c in imputer.columns)
     shown = ", ".join(f"{n} {k}" for k, n in kinds.items())
-    info(f"impute: fitted GAIN ({shown}; {imputer.params.iterations} iterations) in {imputer.seconds:.1f} s")
+    info(f"impute: fitted GAIN ({shown}; {imputer.iterations} iterations) in {imputer.seconds:.1f} s")
+    val, hp = imputer.validation, imputer.params
+    if val:
+        how = (f"the best-scoring of the {val['history'][-1][0]} trained" if hp.select_iterations
+               else "fixed by --iterations")
+        width = f"hidden width {hp.hidden_width(imputer.dim)}"
+        if val.get("widths_tried"):
+            tried = ", ".join(f"{round(w * imputer.dim)}: {score:.4f}" for w, score in val["widths_tried"])
+            width += f" (chosen on the validation cells after {hp.screen_iterations} iterations; {tried})"
+        info(f"impute: validation on {val['cells']} held-out cells ({100 * val['rate']:g}% of the observed): "
+             f"RMSE {val['rmse']:.4f}; iterations {imputer.iterations} ({how}); {width}; "
+             f"hint rate {hp.hint_rate:g}, alpha {hp.alpha:g}")
 
 
 def _print_report(r: dict, as_json: bool) -> None:
@@ -173,6 +195,10 @@ def _print_report(r: dict, as_json: bool) -> None:
         print(f"RMSE over {r['numeric_cells']} numeric cells (min-max normalised):")
         print(f"  gain         {r['rmse']['gain']:.4f}")
         print(f"  column mean  {r['rmse']['mean']:.4f}")
+    if r.get("interval") and r["interval"]["cells"]:
+        c = r["interval"]
+        print(f"{c['draws']} draws: the true value inside their {100 * c['level']:g}% interval in "
+              f"{100 * c['coverage']:.1f}% of {c['cells']} numeric cells (mean width {c['mean_width']:.4f})")
     if r["accuracy"]:
         print(f"accuracy over {r['categorical_cells']} categorical cells:")
         print(f"  gain         {r['accuracy']['gain']:.4f}")

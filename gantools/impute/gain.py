@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -197,9 +197,75 @@ class FitResult:
     G: GainGenerator
     D: GainDiscriminator
     seconds: float
-    iterations: int
-    history: list = field(default_factory=list)
+    iterations: int  # the iterations of the G kept (the chosen count when selected on validation)
+    history: list = field(default_factory=list)  # [iteration, validation RMSE] every eval_every
     opt_state: dict = field(default_factory=dict)
+    validation: dict = field(default_factory=dict)  # rate, cells, rmse, residuals (see Validation)
+
+
+def cell_weight(d: int, n_num: int, cat_sizes: list[int], device) -> torch.Tensor:
+    """Each encoded entry's share of a cell: 1 for a numeric entry, 1/size in a categorical block."""
+    w = torch.ones(d, device=device)
+    start = n_num
+    for size in cat_sizes:
+        w[start:start + size] = 1.0 / size
+        start += size
+    return w
+
+
+def hold_out(m: torch.Tensor, n_num: int, cat_sizes: list[int], rate: float, seed: int) -> torch.Tensor:
+    """Entries of `rate` of the observed cells, drawn per cell (seeded), to hold out of training; each
+    column keeps at least one observed cell. A categorical cell is held out over its whole block."""
+    reps = torch.tensor([1] * n_num + list(cat_sizes))
+    starts = torch.cumsum(reps, 0) - reps
+    cells = m[:, starts.to(m.device)].cpu() > 0
+    u = torch.rand(cells.shape, generator=torch.Generator().manual_seed(int(seed) + 1))
+    held = cells & (u < rate)
+    for j in torch.nonzero((cells & ~held).sum(0) == 0).flatten().tolist():
+        rows = torch.nonzero(held[:, j]).flatten()
+        if len(rows):
+            held[rows[0], j] = False
+    return held.to(m.dtype).repeat_interleave(reps, dim=1).to(m.device)
+
+
+class Validation:
+    """Observed cells held out of training, on which G is scored while it trains.
+
+    `v` marks the held-out entries (a categorical cell's mask over its whole block). The score is
+    an RMSE over the held-out cells: a numeric cell's squared error in min-max units, a categorical
+    cell's half squared distance between G's probabilities and the one-hot label (both in [0, 1]).
+    """
+
+    def __init__(self, x: torch.Tensor, m: torch.Tensor, v: torch.Tensor, cell_weight: torch.Tensor,
+                 n_num: int, seed: int):
+        rows = v.any(1)
+        self.x, self.v, self.n_num = x[rows], v[rows], n_num
+        m_train = (m - v)[rows]
+        self.cells = max(1, int(round(float((self.v * cell_weight).sum()))))
+        w = torch.full((x.shape[1],), 0.5, device=x.device)
+        w[:n_num] = 1.0
+        self.weight = self.v * w
+        gen = torch.Generator().manual_seed(int(seed) + 2)
+        noise = torch.rand(self.x.shape, generator=gen).mul_(0.01).to(x.device)
+        self.x_in, self.m_in = m_train * self.x + (1 - m_train) * noise, m_train
+
+    def predict(self, G: GainGenerator) -> torch.Tensor:
+        return G(self.x_in, self.m_in)
+
+    def rmse(self, G: GainGenerator) -> float:
+        err = (self.predict(G) - self.x).square_().mul_(self.weight).sum()
+        return math.sqrt(float(err) / self.cells)
+
+    def residuals(self, G: GainGenerator, most: int = 1000) -> list[list[float]]:
+        """Per numeric entry, the held-out cells' errors (true - G) in min-max units; at most about
+        `most` of them (every k-th cell: they are in row order, held out at random)."""
+        r = self.x[:, :self.n_num] - self.predict(G)[:, :self.n_num]
+        held = self.v[:, :self.n_num] > 0
+        out = []
+        for k in range(self.n_num):
+            e = r[held[:, k], k]
+            out.append([round(float(v), 4) for v in e[::max(1, -(-len(e) // most))]])
+        return out
 
 
 class GainTrainer:
@@ -230,20 +296,17 @@ class GainTrainer:
         self.dw = _grad_views(self.D, self.d_grad)
         self.opt_g = _Adam(self.g_flat, self.g_grad, hp.lr)
         self.opt_d = _Adam(self.d_flat, self.d_grad, hp.lr)
-        # Weight of each encoded entry in the count of observed cells: 1 for a numeric entry,
-        # 1/size for each entry of a categorical block (one cell).
-        w = torch.ones(self.d, device=dev)
-        start = n_num
-        for size in cat_sizes:
-            w[start:start + size] = 1.0 / size
-            start += size
-        self.cell_weight = w
+        self.cell_weight = cell_weight(self.d, n_num, cat_sizes, dev)
         # Reconstruction gradient scale: d/dg alpha*sum(m (x-g)^2)/N = 2 alpha m (g-x)/N for a
         # numeric entry; d/dlogits alpha*CE/N = alpha m (g-y)/N for a categorical block.
         self.rec_scale = torch.where(torch.arange(self.d, device=dev) < n_num, 2.0, 1.0) * hp.alpha
         self._perm = torch.empty(0, dtype=torch.long, device=dev)
         # Iterations per chunk of presampled batches: ~8M floats of buffers at most.
         self.chunk = int(max(1, min(500, 8_000_000 // (self.B * self.d * 10))))
+        # Where training stands (train() may be called again to go on): iterations done, the
+        # validation history, the best score, its iteration and G's parameters then, seconds spent.
+        self.done, self.history, self.stopped, self.seconds = 0, [], False, 0.0
+        self.best, self.best_at, self.best_g = math.inf, 0, None
 
     # -- sampling ---------------------------------------------------------------
     def _indices(self, count: int) -> torch.Tensor:
@@ -389,47 +452,120 @@ class GainTrainer:
             mse = ((b.cmx - b.cm * g) ** 2 / b.cm.clamp_min(1e-12)).sum() / (b.cm > 0).sum().clamp_min(1)
             return {"d_loss": float(d_loss), "g_adv": float(g_adv), "rec": float(mse)}
 
-    def fit(self, progress: Callable[[int, int], None] | None = None) -> FitResult:
-        iters = int(self.hp.iterations)
-        if self.hp.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"unknown lr_schedule {self.hp.lr_schedule!r}")
-        cosine = self.hp.lr_schedule == "cosine"
+    def train(self, until: int, progress: Callable[[int, int], None] | None = None,
+              val: Validation | None = None) -> None:
+        """Train on up to iteration `until` (of `iterations`). With `val`, score G on it every
+        `eval_every` iterations; with `select_iterations`, remember the G where the mean of the last
+        `smooth` scores is lowest, and stop for good `patience` iterations after it."""
+        hp = self.hp
+        iters = int(hp.iterations)
+        if hp.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"unknown lr_schedule {hp.lr_schedule!r}")
+        cosine = hp.lr_schedule == "cosine"
+        select = val is not None and hp.select_iterations
+        every = int(hp.eval_every) if val is not None else max(1, iters)
         t0 = time.perf_counter()
         threads = torch.get_num_threads()
         if self.x.device.type == "cpu":
             torch.set_num_threads(1)  # tiny matrices: thread hand-offs cost more than they give
         try:
             with torch.no_grad():
-                done = 0
-                while done < iters:
-                    t = min(self.chunk, iters - done)
+                until = min(until, iters)
+                while self.done < until and not self.stopped:
+                    done = self.done
+                    t = min(self.chunk, until - done, every - done % every)
                     for i, b in enumerate(self.sample_chunk(t)):
                         if cosine:
-                            lr = 0.5 * self.hp.lr * (1.0 + math.cos(math.pi * (done + i) / iters))
+                            lr = 0.5 * hp.lr * (1.0 + math.cos(math.pi * (done + i) / iters))
                             self.opt_g.lr = self.opt_d.lr = lr
                         self.step(b)
-                    done += t
+                    self.done = done = done + t
                     if progress is not None:
                         progress(done, iters)
+                    if val is not None and (done % every == 0 or done == iters):
+                        self.history.append([done, val.rmse(self.G)])
+                        # selection reads the mean of the last `smooth` scores: one lucky score on
+                        # a few hundred cells is noise, not a better G
+                        score = sum(h[1] for h in self.history[-hp.smooth:]) / len(self.history[-hp.smooth:])
+                        if select and score < self.best:
+                            self.best, self.best_at, self.best_g = score, done, self.g_flat.clone()
+                        self.stopped = select and done - self.best_at >= hp.patience
         finally:
             torch.set_num_threads(threads)
-        seconds = time.perf_counter() - t0
+            self.seconds += time.perf_counter() - t0
+
+    def result(self, val: Validation | None = None) -> FitResult:
+        """The trained networks (G: the best-scoring iterate when selecting), ending training."""
+        if self.best_g is not None:
+            self.g_flat.copy_(self.best_g)
         G, D = self.G, self.D
         # Give the networks their own (non-shared) parameter storage again.
         for net in (G, D):
             for p in net.parameters():
                 p.data = p.data.clone()
-        return FitResult(G, D, seconds, iters,
+        validation = {}
+        if val is not None:
+            with torch.no_grad():
+                validation = {"cells": val.cells, "rmse": val.rmse(G), "residuals": val.residuals(G)}
+        return FitResult(G, D, self.seconds, self.best_at if self.best_g is not None else self.done,
+                         history=self.history, validation=validation,
                          opt_state={"opt_G": self.opt_g.state(), "opt_D": self.opt_d.state()})
+
+    def fit(self, progress: Callable[[int, int], None] | None = None,
+            val: Validation | None = None) -> FitResult:
+        """Train for `iterations` (see `train`) and return the result."""
+        self.train(int(self.hp.iterations), progress, val)
+        return self.result(val)
 
 
 def fit(x: torch.Tensor, m: torch.Tensor, n_num: int, cat_sizes: list[int], hp: GainParams,
         seed: int = 0, progress: Callable[[int, int], None] | None = None) -> FitResult:
-    """Train G and D on encoded data `x` (0 where missing) with mask `m`; seeded."""
-    gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    if x.device.type != "cpu":
-        gen = torch.Generator(device=x.device).manual_seed(int(seed))
-    return GainTrainer(x, m, n_num, cat_sizes, hp, gen).fit(progress)
+    """Train G and D on encoded data `x` (0 where missing) with mask `m`; seeded.
+
+    With a `validation_rate`, that fraction of the observed cells is held out and G scored on it
+    (see GainTrainer.train). With `select_iterations` and `width_choices` too, one G per hidden width
+    (the multipliers whose width lies within `width_range`) trains `screen_iterations`, and only the
+    best-scoring one trains on; `validation` records the widths tried and the multiplier chosen.
+    On a table of at most `refit_rows` rows, a G with the chosen width and count is then trained
+    afresh on every observed cell and returned."""
+    gen_device = x.device if x.device.type != "cpu" else "cpu"
+    val, x_all, m_all, n_rows = None, x, m, x.shape[0]
+    if hp.validation_rate > 0:
+        v = hold_out(m, n_num, cat_sizes, hp.validation_rate, seed)
+        if v.any():
+            val = Validation(x, m, v, cell_weight(x.shape[1], n_num, cat_sizes, x.device), n_num, seed)
+            m = m - v
+            x = x * m
+    d = x.shape[1]
+    lo, hi = hp.width_range
+    widths = [w for w in hp.width_choices if lo <= w * d <= hi] or [hp.hidden_mult]
+    if val is None or not hp.select_iterations or hp.hidden or len(widths) < 2:
+        gen = torch.Generator(device=gen_device).manual_seed(int(seed))
+        res = GainTrainer(x, m, n_num, cat_sizes, hp, gen).fit(progress, val)
+    else:
+        trainers = [GainTrainer(x, m, n_num, cat_sizes, replace(hp, hidden_mult=float(w)),
+                                torch.Generator(device=gen_device).manual_seed(int(seed))) for w in widths]
+        for tr in trainers:
+            tr.train(int(hp.screen_iterations), None, val)
+        scores = [tr.best for tr in trainers]
+        k = min(range(len(trainers)), key=scores.__getitem__)
+        trainers[k].train(int(hp.iterations), progress, val)
+        res = trainers[k].result(val)
+        res.seconds += sum(tr.seconds for i, tr in enumerate(trainers) if i != k)
+        res.validation["hidden_mult"] = float(widths[k])
+        res.validation["widths_tried"] = [[float(w), sc] for w, sc in zip(widths, scores)]
+    if val is not None:
+        res.validation["rate"] = hp.validation_rate
+        if hp.select_iterations and n_rows <= hp.refit_rows and res.iterations > 0:
+            # A small table misses its held-out cells most: train afresh on every observed cell,
+            # with the chosen width, for the chosen count (the errors --draws adds stay those measured).
+            chosen = replace(hp, iterations=res.iterations, hidden_mult=res.validation.get("hidden_mult", hp.hidden_mult))
+            gen = torch.Generator(device=gen_device).manual_seed(int(seed))
+            again = GainTrainer(x_all, m_all, n_num, cat_sizes, chosen, gen).fit(progress)
+            again.seconds += res.seconds
+            again.history, again.validation = res.history, dict(res.validation, refit=True)
+            return again
+    return res
 
 
 @torch.no_grad()

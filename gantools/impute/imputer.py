@@ -12,7 +12,7 @@ Only missing cells change: observed cells keep their text (or array value) exact
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -48,6 +48,8 @@ class Imputer:
     seconds: float = 0.0
     opt_state: dict = field(default_factory=dict)
     metrics: list = field(default_factory=list)
+    iterations: int = 0  # the iterations G was trained for (chosen on the validation cells, or fixed)
+    validation: dict = field(default_factory=dict)  # rate, cells, rmse, residuals, history
 
     @property
     def cat_sizes(self) -> list[int]:
@@ -57,8 +59,8 @@ class Imputer:
     def dim(self) -> int:
         return sum(c.kind in ("numeric", "integer") for c in self.columns) + sum(self.cat_sizes)
 
-    def generate(self, table: Table, seed: int | None = None, device: str = "cpu") -> dict:
-        """Decoded generator values for every cell of every imputed column (observed ones too)."""
+    def _outputs(self, table: Table, seeds: list[int], device: str):
+        """G's encoded output for every cell of `table`, once per seed of its input noise."""
         import torch
 
         from gantools.impute.gain import generate
@@ -69,13 +71,37 @@ class Imputer:
                  "they are kept, and the model reads them as missing")
         dev = torch.device(device)
         G = self.G.to(dev)
-        g = generate(G, torch.from_numpy(enc.x).to(dev), torch.from_numpy(enc.m).to(dev),
-                     seed=self.seed if seed is None else seed)
-        return decode(g.cpu().numpy(), self.columns)
+        x, m = torch.from_numpy(enc.x).to(dev), torch.from_numpy(enc.m).to(dev)
+        for s in seeds:
+            yield generate(G, x, m, seed=s).cpu().numpy()
+
+    def generate(self, table: Table, seed: int | None = None, device: str = "cpu") -> dict:
+        """Decoded generator values for every cell of every imputed column (observed ones too)."""
+        (g,) = self._outputs(table, [self.seed if seed is None else seed], device)
+        return decode(g, self.columns)
+
+    def generate_draws(self, table: Table, draws: int, seed: int | None = None, device: str = "cpu") -> list[dict]:
+        """`draws` decoded random completions (multiple imputation): G's output with fresh input noise,
+        each numeric value plus an error drawn from its column's errors on the validation cells (kept
+        within the column's observed range), each categorical value drawn from G's probabilities."""
+        residuals = self.validation.get("residuals")
+        if residuals is None:
+            raise GantoolsError("--draws needs the errors on the validation cells, and this imputer has none "
+                                "(fitted with --validation-rate 0, or saved before gantools kept them)")
+        s = self.seed if seed is None else seed
+        outs = self._outputs(table, [s + k for k in range(draws)], device)
+        return [decode(_draw(g, residuals, self.cat_sizes, np.random.default_rng([s, k])), self.columns)
+                for k, g in enumerate(outs)]
 
     def impute(self, table: Table, seed: int | None = None, device: str = "cpu") -> Table:
         """`table` with its missing cells filled (ignored columns untouched)."""
-        values = self.generate(table, seed, device)
+        return self._fill(table, self.generate(table, seed, device))
+
+    def impute_draws(self, table: Table, draws: int, seed: int | None = None, device: str = "cpu") -> list[Table]:
+        """`draws` completed copies of `table` (see generate_draws); observed cells as read in each."""
+        return [self._fill(table, values) for values in self.generate_draws(table, draws, seed, device)]
+
+    def _fill(self, table: Table, values: dict) -> Table:
         fills = {}
         for j, col in enumerate(self.columns):
             if col.kind == "ignored":
@@ -109,8 +135,9 @@ class Imputer:
         state = {"G": _cpu_state(self.G), "D": _cpu_state(self.D) if self.D is not None else None}
         state.update({k: v for k, v in self.opt_state.items()})
         return new_checkpoint(MODEL_NAME, self.params.as_dict(), data, state,
-                              step=int(self.params.iterations),
-                              config={"seed": self.seed, "fit_seconds": round(self.seconds, 3)},
+                              step=int(self.iterations or self.params.iterations),
+                              config={"seed": self.seed, "fit_seconds": round(self.seconds, 3),
+                                      "validation": self.validation},
                               metrics=list(self.metrics))
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
@@ -137,7 +164,9 @@ class Imputer:
         except (KeyError, TypeError, RuntimeError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise GantoolsError(f"{path}: damaged GAIN checkpoint ({first})") from None
-        return cls(columns=columns, params=params, G=G, D=D, seed=int(ckpt.get("config", {}).get("seed", 0)),
+        config = ckpt.get("config", {})
+        return cls(columns=columns, params=params, G=G, D=D, seed=int(config.get("seed", 0)),
+                   iterations=int(ckpt.get("step", 0)), validation=dict(config.get("validation") or {}),
                    missing_values=tuple(data.get("missing_values", DEFAULT_MISSING)),
                    source=data.get("source", ""), rows=int(data.get("rows", 0)), metrics=list(ckpt.get("metrics", [])))
 
@@ -150,6 +179,23 @@ class Imputer:
     def check(self, table: Table, path: str = "the model") -> None:
         """Raise GantoolsError when `table` does not have this imputer's columns."""
         check_columns(table, self.columns, path)
+
+
+def _draw(g: np.ndarray, residuals: list[list[float]], cat_sizes: list[int], rng: np.random.Generator) -> np.ndarray:
+    """One random completion of G's encoded output `g`: numeric entries plus a resampled validation
+    error (clipped to [0, 1], the observed range), one-hot blocks drawn from their probabilities."""
+    out = g.astype(np.float64)
+    n = len(g)
+    for k, errors in enumerate(residuals):
+        if errors:
+            out[:, k] = np.clip(out[:, k] + rng.choice(np.asarray(errors), n), 0.0, 1.0)
+    start = len(residuals)
+    for size in cat_sizes:
+        p = out[:, start:start + size]
+        pick = (rng.random((n, 1)) > np.cumsum(p / p.sum(1, keepdims=True), 1)).sum(1).clip(0, size - 1)
+        out[:, start:start + size] = np.eye(size)[pick]
+        start += size
+    return out
 
 
 def _cpu_state(module) -> dict:
@@ -197,7 +243,11 @@ def fit_imputer(table: Table, categorical: str | None = None, ignore: str | None
     dev = torch.device(device)
     res = fit(torch.from_numpy(enc.x).to(dev), torch.from_numpy(enc.m).to(dev), enc.n_num, enc.cat_sizes,
               params, seed=seed, progress=progress)
+    validation = dict(res.validation, history=res.history) if res.validation else {}
+    if "hidden_mult" in validation:  # the width chosen on the validation cells
+        params = replace(params, hidden_mult=validation["hidden_mult"])
     return Imputer(columns=columns, params=params, G=res.G, D=res.D, seed=seed, source=table.source,
                    missing_values=tuple(missing_values),
                    rows=table.n_rows, seconds=res.seconds, opt_state=res.opt_state,
-                   metrics=[{"step": res.iterations, "fit_seconds": round(res.seconds, 3)}])
+                   metrics=[{"step": res.iterations, "fit_seconds": round(res.seconds, 3)}],
+                   iterations=res.iterations, validation=validation)

@@ -20,9 +20,15 @@ VARIANTS: dict[str, dict] = {
 }
 
 
+# How every fit runs unless told otherwise (GainParams' own defaults, the paper's, have none of it):
+# 10% of the observed cells held out, and the iteration count chosen on them.
+SELF_VALIDATION = {"validation_rate": 0.1, "select_iterations": True, "width_choices": (0.5, 1.0, 2.0, 4.0, 8.0),
+                   "refit_rows": 5000, "smooth": 4}
+
+
 @dataclass
 class GainParams:
-    """Hyper-parameters of one fit (the checkpoint's `hparams`)."""
+    """Hyper-parameters of one fit (the checkpoint's `hparams`); the defaults are the paper's."""
 
     variant: str = "paper"
     iterations: int = 10000
@@ -35,13 +41,33 @@ class GainParams:
     kept_weight: float = 1.0  # weight of the reconstruction loss on observed cells G was shown
     lr: float = 1e-3
     lr_schedule: str = "constant"  # or "cosine": decay to 0 over the iterations
+    # Self-validation: this fraction of the observed cells (seeded) is held out of training and G
+    # is scored on it every `eval_every` iterations; 0: none (train on every observed cell).
+    validation_rate: float = 0.0
+    # True: `iterations` is a budget; the iterate that scores best on the held-out cells is kept
+    # and training stops `patience` iterations after the best. False: exactly `iterations`.
+    select_iterations: bool = False
+    eval_every: int = 250
+    smooth: int = 1  # selection compares the mean of this many successive scores
+    patience: int = 3000
+    # With selection: hidden-width multipliers (of the encoded width) each to train one G with for
+    # `screen_iterations`, those giving widths within `width_range`; the best-scoring G trains on.
+    # Empty: the variant's width only.
+    width_choices: tuple = ()
+    width_range: tuple = (16, 128)
+    screen_iterations: int = 2000
+    refit_rows: int = 0  # with selection, tables of at most this many rows are refitted on every cell
 
     @classmethod
     def for_variant(cls, variant: str, **overrides) -> "GainParams":
+        """A variant's settings with gantools' self-validation (SELF_VALIDATION), then `overrides`
+        (None: unset); `iterations` given fixes the count unless `select_iterations` is given too."""
         if variant not in VARIANTS:
             raise UsageError(f"unknown GAIN variant {variant!r} (known: {', '.join(VARIANTS)})")
-        values = dict(VARIANTS[variant])
+        values = dict(SELF_VALIDATION, **VARIANTS[variant])
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if overrides.get("iterations") is not None and overrides.get("select_iterations") is None:
+            values["select_iterations"] = False  # a given count is the count trained, at the variant's width
         return cls(variant=variant, **values)
 
     def hidden_width(self, dim: int) -> int:

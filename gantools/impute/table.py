@@ -276,6 +276,23 @@ def _pick_key(path: str, shapes: dict) -> str:
 
 # ------------------------------------------------------------------------------------ writing
 
+DRAW_COLUMNS = (".imp", ".id")  # R mice's complete(imp, "long"): draw number, then row number, from 1
+
+
+def stack_draws(tables: list[Table]) -> Table:
+    """Completed copies of one table as one table: text tables in R mice's long format (columns
+    `.imp` and `.id` first, the draws one after another), arrays stacked on a new first axis."""
+    first = tables[0]
+    if first.text is not None:
+        rows = [[str(k), str(i)] + row for k, t in enumerate(tables, 1) for i, row in enumerate(t.text, 1)]
+        header = list(DRAW_COLUMNS) + list(first.header_cells or []) if first.header else None
+        missing = np.zeros((len(rows), first.n_cols + 2), bool)
+        return replace(first, text=rows, header_cells=header, names=list(DRAW_COLUMNS) + first.names,
+                       missing=missing, _parsed={})
+    arr = np.stack([t.array.reshape(t.shape) for t in tables])
+    return replace(first, array=arr, shape=arr.shape, missing=np.zeros((0, first.n_cols), bool), _parsed={})
+
+
 
 def output_format(table: Table, out: str | None, stdout=None) -> str:
     """Check that `out` is in the input's format (tables are written as they were read) and that
