@@ -122,6 +122,7 @@ def generate_batches(
     truncation: float | None = None,
     ema: bool = True,
     G: torch.nn.Module | None = None,
+    codes: dict | None = None,  # filled with the prior's other draws (e.g. InfoGAN's codes), all n, at the first batch
 ) -> Iterator[tuple[torch.Tensor, np.ndarray | None, np.ndarray]]:
     """Yield (uint8 NCHW images on the CPU — or float N x dim for vector models —, labels, z) batches."""
     if n <= 0:
@@ -136,6 +137,8 @@ def generate_batches(
         raise UsageError("--class: this model is not conditional")
     objective, prior = load_objective(ckpt)
     inputs = prior.draw(n, np.random.default_rng(seed), None if y_all is None else torch.from_numpy(y_all), truncation)
+    if codes is not None:
+        codes.update({k: v.numpy() for k, v in inputs.items() if k not in ("z", "y")})
     image = ckpt["data"]["kind"] == "image"
     for start in range(0, n, batch_size):
         batch = {k: v[start:start + batch_size] for k, v in inputs.items()}

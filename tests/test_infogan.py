@@ -161,3 +161,20 @@ def test_bad_code_settings_are_refused(shapes, cli, tmp_path):
     r = cli("train", "infogan", "--data", shapes, "--steps", "1", "-b", "8", "--updates", "simultaneous", "--device", "cpu",
             "--out", tmp_path / "run2")
     assert r.code == 2 and "alternating" in r.err, r.err
+
+
+@pytest.mark.parametrize("suffix", ["npz", "h5"])
+def test_sample_writes_the_codes_beside_z(checkpoint, cli, tmp_path, suffix):
+    out = tmp_path / f"s.{suffix}"
+    r = cli("sample", checkpoint, "-n", "5", "--seed", "6", "-b", "2", "-o", out, "--device", "cpu")
+    assert r.code == 0, r.err
+    if suffix == "npz":
+        got = dict(np.load(out))
+    else:
+        import h5py
+
+        with h5py.File(out) as f:
+            got = {k: f[k][()] for k in f}
+    drawn = load_objective(load_checkpoint(checkpoint))[1].draw(5, np.random.default_rng(6))
+    for name in ("z", "c_cat", "c_cont"):
+        assert np.array_equal(got[name], drawn[name].numpy()), name

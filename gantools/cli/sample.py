@@ -43,15 +43,17 @@ def sample(
     device_ = resolve_device(device)
     class_index = resolve_class(class_, ck["data"].get("class_names") or [])
     G = load_generator(ck, device_, ema)
-    batches = generate_batches(ck, n, seed, batch_size, device_, class_index, truncation, ema, G=G)
+    codes: dict = {}  # the prior's latent codes (infogan) beside z in .npz/.h5
+    batches = generate_batches(ck, n, seed, batch_size, device_, class_index, truncation, ema, G=G, codes=codes)
     if ck["data"]["kind"] == "image":
         _write_images(batches, require_output_or_pipe(out, "images"), nrow, ck["data"].get("class_names") or [],
-                      overwrite, n)
+                      overwrite, n, codes)
     else:
         _write_vectors(batches, out, overwrite)
 
 
-def _write_images(batches, out: str, nrow: int, class_names: list, overwrite: bool, count: int) -> None:
+def _write_images(batches, out: str, nrow: int, class_names: list, overwrite: bool, count: int,
+                  codes: dict | None = None) -> None:
     from gantools.data.writers import ImageWriter, output_kind
 
     if output_kind(out) == "gif":
@@ -61,6 +63,7 @@ def _write_images(batches, out: str, nrow: int, class_names: list, overwrite: bo
     with ImageWriter(out, nrow=nrow, class_names=class_names, overwrite=overwrite, count=count) as writer:
         for images, labels, z in batches:
             writer.write(images.permute(0, 2, 3, 1).numpy(), labels, z)
+        writer.extra.update(codes or {})  # drawn with the first batch: written with the arrays at close
 
 
 def _write_vectors(batches, out: Optional[str], overwrite: bool) -> None:
