@@ -6,7 +6,7 @@ sequence, so image i of seed s is the same whatever the batch size or count.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -75,17 +75,22 @@ def load_objective(ckpt: dict):
     return objective, prior
 
 
-def class_labels(seed: int, n: int, num_classes: int, class_index: int | None = None) -> np.ndarray | None:
-    """Labels for a conditional model: all `class_index`, or uniform draws from the seed's own stream."""
+def class_labels(seed: int, n: int, num_classes: int, classes: int | Sequence[int] | None = None) -> np.ndarray | None:
+    """Labels of a conditional model's n images (None for an unconditional model): `classes` (one index
+    or a list) in turn, by default every class in turn. Image i gets classes[i % len(classes)], so
+    n = k * len(classes) gives k images of each, and image i's label depends neither on n nor on the
+    batch size. The spread is the same for every `seed` (interpolate passes one)."""
     if num_classes <= 0:
-        if class_index is not None:
+        if classes is not None:
             raise UsageError("--class: this model is not conditional")
         return None
-    if class_index is not None:
-        if not 0 <= class_index < num_classes:
-            raise UsageError(f"--class {class_index}: must be in 0..{num_classes - 1}")
-        return np.full(n, class_index, np.int64)
-    return np.random.default_rng([seed, 1]).integers(num_classes, size=n).astype(np.int64)
+    chosen = list(range(num_classes)) if classes is None else [classes] if isinstance(classes, int) else list(classes)
+    if not chosen:
+        raise UsageError("--class: name at least one class")
+    for k in chosen:
+        if not 0 <= k < num_classes:
+            raise UsageError(f"--class {k}: must be in 0..{num_classes - 1}")
+    return np.asarray(chosen, np.int64)[np.arange(n) % len(chosen)]
 
 
 def resolve_class(value: str | None, class_names: list[str]) -> int | None:
@@ -100,6 +105,16 @@ def resolve_class(value: str | None, class_names: list[str]) -> int | None:
         return int(value)
     except ValueError:
         raise UsageError(f"--class {value}: not a class index or one of: {', '.join(class_names)}") from None
+
+
+def resolve_classes(value: str | None, class_names: list[str]) -> list[int] | None:
+    """--class as one class or a comma list of indices or names (`3,7`, `cat,dog`) -> indices."""
+    if value is None:
+        return None
+    items = [item.strip() for item in value.split(",")]
+    if not all(items):
+        raise UsageError(f"--class {value}: an empty class in the list")
+    return [resolve_class(item, class_names) for item in items]
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -118,13 +133,14 @@ def generate_batches(
     seed: int = 0,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
-    class_index: int | None = None,
+    classes: int | Sequence[int] | None = None,
     truncation: float | None = None,
     ema: bool = True,
     G: torch.nn.Module | None = None,
     codes: dict | None = None,  # filled with the prior's other draws (e.g. InfoGAN's codes), all n, at the first batch
 ) -> Iterator[tuple[torch.Tensor, np.ndarray | None, np.ndarray]]:
-    """Yield (uint8 NCHW images on the CPU — or float N x dim for vector models —, labels, z) batches."""
+    """Yield (uint8 NCHW images on the CPU — or float N x dim for vector models —, labels, z) batches.
+    A conditional model's labels are `classes` in turn, by default all its classes (`class_labels`)."""
     if n <= 0:
         raise UsageError(f"-n {n}: must be at least 1")
     if batch_size <= 0:
@@ -132,9 +148,7 @@ def generate_batches(
     device = resolve_device(device) if isinstance(device, str) else device
     G = G if G is not None else load_generator(ckpt, device, ema)
     num_classes = int(ckpt["data"].get("num_classes", 0)) if is_conditional(ckpt) else 0
-    y_all = class_labels(seed, n, num_classes, class_index)
-    if num_classes == 0 and class_index is not None:
-        raise UsageError("--class: this model is not conditional")
+    y_all = class_labels(seed, n, num_classes, classes)
     objective, prior = load_objective(ckpt)
     inputs = prior.draw(n, np.random.default_rng(seed), None if y_all is None else torch.from_numpy(y_all), truncation)
     if codes is not None:

@@ -28,7 +28,9 @@ def sample(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file OUT, or gantools' own earlier output in a folder OUT (files it did not write there are never touched)."),
     seed: int = typer.Option(0, help="Seed of the latents (the same seed gives the same images at any batch size)."),
     batch_size: int = typer.Option(256, "--batch-size", "-b", help="Images generated per forward pass."),
-    class_: Optional[str] = typer.Option(None, "--class", help="Class index or name for conditional models [default: random]."),
+    class_: Optional[str] = typer.Option(None, "--class", help="Conditional models: a class, or a comma list "
+                                         "(indices or names: 3,7 or cat,dog), taken in turn: image i gets the "
+                                         "list's (i mod its length)-th class [default: all classes in turn]."),
     truncation: Optional[float] = typer.Option(None, help="Draw z from the normal truncated to [-T, T]."),
     nrow: int = typer.Option(8, help="Images per row of a .png grid."),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA generator when the checkpoint has one."),
@@ -37,14 +39,14 @@ def sample(
     verbose: bool = VerboseOpt,
 ) -> None:
     from gantools.checkpoint import load_checkpoint
-    from gantools.generate import generate_batches, load_generator, resolve_class, resolve_device
+    from gantools.generate import generate_batches, load_generator, resolve_classes, resolve_device
 
     ck = load_checkpoint(ckpt)
     device_ = resolve_device(device)
-    class_index = resolve_class(class_, ck["data"].get("class_names") or [])
+    classes = resolve_classes(class_, ck["data"].get("class_names") or [])
     G = load_generator(ck, device_, ema)
     codes: dict = {}  # the prior's latent codes (infogan) beside z in .npz/.h5
-    batches = generate_batches(ck, n, seed, batch_size, device_, class_index, truncation, ema, G=G, codes=codes)
+    batches = generate_batches(ck, n, seed, batch_size, device_, classes, truncation, ema, G=G, codes=codes)
     if ck["data"]["kind"] == "image":
         _write_images(batches, require_output_or_pipe(out, "images"), nrow, ck["data"].get("class_names") or [],
                       overwrite, n, codes)
