@@ -471,8 +471,7 @@ class Trainer:
         self.epoch, self.epoch_pos = 0, 0
         if resume is not None:
             self._restore(resume)
-        # the sample grid's inputs: those of `gantools sample --seed SEED`
-        self.fixed_inputs = {k: v.to(self.device) for k, v in self.prior.draw(64, np.random.default_rng(cfg.seed)).items()}
+        self.fixed_inputs = self._grid_inputs()
 
         self.step_nets = dict(self.nets)
         if cfg.compile:
@@ -758,6 +757,17 @@ class Trainer:
             b_ema.copy_(b)
 
     # ------------------------------------------------------------------ samples
+
+    def _grid_inputs(self) -> dict[str, torch.Tensor]:
+        """The sample grid's inputs: the latents of `gantools sample --seed SEED`, 64 of them; where the
+        prior draws labels (a conditional model), 8 per class instead, row r of the grid labelled r (the
+        first 32 classes)."""
+        n, labels = 64, None
+        if "y" in self.prior.draw(1, np.random.default_rng(self.cfg.seed)):
+            labels = torch.arange(min(int(self.data_spec.get("num_classes") or 0), 32)).repeat_interleave(8)
+            n = len(labels)
+        inputs = self.prior.draw(n, np.random.default_rng(self.cfg.seed), labels)
+        return {k: v.to(self.device) for k, v in inputs.items()}
 
     @torch.no_grad()
     def save_samples(self) -> Path:
