@@ -462,3 +462,22 @@ def test_evaluate_reports_the_coverage_of_the_draws(cli, tmp_path):
     c = json.loads(r.out)["interval"]
     assert c["draws"] == 20 and c["cells"] == json.loads(r.out)["numeric_cells"]
     assert 0.75 < c["coverage"] <= 1.0, c  # the errors added are the held-out cells' own
+
+
+def test_the_self_validating_fit_is_seeded_through_screen_and_refit(tmp_path):
+    """Width screen, early stopping and the refit on every cell: the same seed, the same table."""
+    from gantools.impute import fit_imputer
+
+    text, _ = _correlated(n=200, seed=6)
+    p = tmp_path / "c.csv"
+    p.write_text(text)
+    tab = read_table(str(p))
+    hide = np.random.default_rng(0).random(tab.missing.shape) < 0.15
+    holes = tab.with_hidden(hide)
+    kw = dict(iterations=400, select_iterations=True, screen_iterations=100, eval_every=50, patience=150)
+    fits = [fit_imputer(holes, seed=s, **kw) for s in (3, 3, 4)]
+    a, b, c = fits
+    assert a.validation["refit"] and len(a.validation["widths_tried"]) == 2  # widths 20 and 40 of dim 5
+    assert a.params.hidden_mult == a.validation["hidden_mult"] and a.iterations <= 400
+    assert a.validation == b.validation and a.impute(holes).text == b.impute(holes).text
+    assert a.impute(holes).text != c.impute(holes).text
