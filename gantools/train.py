@@ -59,7 +59,8 @@ class TrainConfig:
     loss: str | None = None
     z_dim: int | None = None
     ema: bool = False
-    ema_decay: float = 0.999
+    ema_decay: float = 0.999  # the EMA's decay per step once warmed up (ema_beta)
+    ema_rampup: float = 0.05  # the EMA's half-life grows as this fraction of the steps so far (0: no warm-up)
     seed: int = 0
     device: str = "auto"
     out: str | None = None
@@ -398,6 +399,38 @@ def _load_data(cfg: TrainConfig, spec):
     return _fit_resolution(ds, spec, cfg)
 
 
+def ema_beta(step: int, decay: float, rampup: float) -> float:
+    """The EMA's weight on its old value in the update after G's `step`-th step (1, 2, ...): the half-life
+    of `decay` (ln 0.5 / ln decay steps) until it exceeds `rampup` * step, which it is while warming up
+    (as stylegan2-ada's ema_rampup): beta = min(decay, 0.5 ** (1 / (rampup * step))). rampup 0: decay."""
+    if rampup == 0:
+        return decay
+    return min(decay, 0.5 ** (1 / (rampup * step)))
+
+
+@torch.no_grad()
+def refresh_batch_norm(G: torch.nn.Module, objective, prior, batch_size: int, seed: int, batches: int = 16) -> None:
+    """Set the running statistics of G's batch-norm layers to the mean over `batches` batches of G's
+    own inputs drawn from `prior` (a torch generator seeded with `seed`), as train mode sees them. A
+    pure function of G's weights and `seed`; G without batch norm is left as it is."""
+    norms = [m for m in G.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+    was_training = G.training
+    G.train()
+    device = next(G.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    for _ in range(batches):
+        objective.fake(G, prior.draw(batch_size, gen))
+    G.train(was_training)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+
+
 class Trainer:
     """Holds one run's networks, optimisers, prior and generators; `run()` trains to the last step.
 
@@ -461,6 +494,8 @@ class Trainer:
             import copy
 
             self.G_ema = copy.deepcopy(self.nets[obj.generator]).eval().requires_grad_(False)
+            self.ema_weight = torch.zeros((), device=self.device)
+            self._bn_refreshed = None  # the step at which G_ema's batch-norm statistics were last computed
         self.prior = obj.build_prior()
         if resume is None:
             self.prior.fit(getattr(self.data, "labels", None))
@@ -516,7 +551,7 @@ class Trainer:
         state = {name: net.state_dict() for name, net in self.nets.items()}
         state.update({f"opt_{name}": opt.state_dict() for name, opt in self.opts.items()})
         if self.G_ema is not None:
-            state[f"{obj.generator}_ema"] = self.G_ema.state_dict()
+            state[f"{obj.generator}_ema"] = self.ema_generator().state_dict()
         rng = {"z": self.gen.get_state(), "torch": torch.get_rng_state(),
                "epoch": self.epoch, "epoch_pos": self.epoch_pos}
         i = self.phase_index()
@@ -598,6 +633,7 @@ class Trainer:
     def train_step(self, batches) -> torch.Tensor:
         """One step of the current phase: in the adversarial phase n_critic D updates and one G update.
         Returns the values named by `self.log_names` as one tensor (no host sync)."""
+        self._set_ema_weight()
         phase = self.phases[self.phase_index()]
         if phase.optimizer is not None:
             out = self._phase_step(phase, next(batches))
@@ -722,6 +758,7 @@ class Trainer:
         with torch.cuda.stream(side):
             for _ in range(3):
                 fill()
+                self._set_ema_weight()
                 self._step_body(reals(), static, None)
                 self.step += 1
         torch.cuda.current_stream().wait_stream(side)
@@ -749,12 +786,27 @@ class Trainer:
         self.step += 1
         return self.static_out
 
+    def _set_ema_weight(self) -> None:
+        """The next step's EMA weight 1 - beta into a tensor (which a CUDA graph reads at replay)."""
+        if self.G_ema is not None:
+            self.ema_weight.fill_(1 - ema_beta(self.step + 1, self.cfg.ema_decay, self.cfg.ema_rampup))
+
     @torch.no_grad()
     def _update_ema(self) -> None:
-        d, G = self.cfg.ema_decay, self.nets[self.objective.generator]
-        torch._foreach_lerp_(list(self.G_ema.parameters()), list(G.parameters()), 1 - d)
+        """G_ema <- beta G_ema + (1 - beta) G for the weights; buffers are G's (batch-norm statistics are
+        recomputed for G_ema's own weights before they are used: `ema_generator`)."""
+        G = self.nets[self.objective.generator]
+        torch._foreach_lerp_(list(self.G_ema.parameters()), list(G.parameters()), self.ema_weight)
         for b_ema, b in zip(self.G_ema.buffers(), G.buffers()):
             b_ema.copy_(b)
+
+    def ema_generator(self) -> torch.nn.Module:
+        """G_ema with batch-norm statistics of its own weights at this step (computed once a step)."""
+        if self._bn_refreshed != self.step:
+            refresh_batch_norm(self.G_ema, self.objective, self.prior, self.cfg.batch_size,
+                               seed=self.cfg.seed * 1_000_003 + self.step)
+            self._bn_refreshed = self.step
+        return self.G_ema
 
     # ------------------------------------------------------------------ samples
 
@@ -774,7 +826,7 @@ class Trainer:
         """samples/step-NNNNNN.png: a grid (images) or scatter plot (2-D points) from the fixed inputs."""
         from gantools.data.writers import make_grid, scatter_png
 
-        G = self.G_ema if self.G_ema is not None else self.nets[self.objective.generator]
+        G = self.ema_generator() if self.G_ema is not None else self.nets[self.objective.generator]
         was_training = G.training
         G.eval()
         out = self.objective.fake(G, self.fixed_inputs).float()
@@ -929,6 +981,7 @@ def _resume_config(path: Path, ck: dict, overrides: dict) -> TrainConfig:
         raise GantoolsError(f"{path}: checkpoint has no training config to resume from")
     config.setdefault("updates", "alternating")  # checkpoints from before the option trained this way
     config.setdefault("lr_horizon", config.get("steps"))  # before the option, linear schedules ended at `steps`
+    config.setdefault("ema_rampup", 0.0)  # before the option the EMA had no warm-up
     config.update({k: v for k, v in overrides.items() if v is not None})
     if overrides.get("epochs") is not None:  # the new total in epochs: _resolve converts it to steps
         config["steps"] = None

@@ -41,7 +41,8 @@ def train(
                                        autocompletion=complete_losses),
     z_dim: Optional[int] = typer.Option(None, "--z-dim", help="Latent dimension [default: the model's]."),
     ema: Optional[bool] = typer.Option(None, "--ema/--no-ema", help="Keep an exponential moving average of G [default: off]."),
-    ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="EMA decay per step [default: 0.999]."),
+    ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="EMA decay per step once warmed up: beta_t = min(DECAY, 0.5 ** (1 / (RAMPUP * t))) at step t [default: 0.999]."),
+    ema_rampup: Optional[float] = typer.Option(None, "--ema-rampup", help="EMA warm-up: its half-life is RAMPUP x the steps so far until DECAY's (ln 0.5 / ln DECAY steps); 0 for no warm-up [default: 0.05]."),
     seed: Optional[int] = typer.Option(None, help="Random seed [default: 0]."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N or mps [default: auto].",
                                          autocompletion=complete_devices),
@@ -72,7 +73,7 @@ def train(
 
     options = dict(model=model, data=data, steps=steps, epochs=epochs, batch_size=batch_size, lr_g=lr_g,
                    lr_d=lr_d, betas=_parse_betas(betas), n_critic=n_critic, loss=loss, z_dim=z_dim, ema=ema,
-                   ema_decay=ema_decay, seed=seed, device=device, out=str(out) if out else None,
+                   ema_decay=ema_decay, ema_rampup=ema_rampup, seed=seed, device=device, out=str(out) if out else None,
                    sample_every=sample_every, ckpt_every=ckpt_every, keep=keep, log_every=log_every, resolution=resolution,
                    channels=channels, compile=compile, amp=amp, lr_schedule=lr_schedule,
                    cuda_graphs=cuda_graphs, r1=r1, updates=updates, lr_horizon=lr_horizon)
