@@ -256,16 +256,19 @@ class Validation:
         err = (self.predict(G) - self.x).square_().mul_(self.weight).sum()
         return math.sqrt(float(err) / self.cells)
 
-    def residuals(self, G: GainGenerator, most: int = 1000) -> list[list[float]]:
-        """Per numeric entry, the held-out cells' errors (true - G) in min-max units; at most about
-        `most` of them (every k-th cell: they are in row order, held out at random)."""
-        r = self.x[:, :self.n_num] - self.predict(G)[:, :self.n_num]
+    def errors(self, G: GainGenerator, most: int = 1000) -> tuple[list[list[float]], list[list[float]]]:
+        """Per numeric entry, G's values on the held-out cells and their errors (true - G), in
+        min-max units, ordered by G's value; at most about `most` of them (every k-th)."""
+        g = self.predict(G)[:, :self.n_num]
+        r = self.x[:, :self.n_num] - g
         held = self.v[:, :self.n_num] > 0
-        out = []
+        values, errors = [], []
         for k in range(self.n_num):
-            e = r[held[:, k], k]
-            out.append([round(float(v), 4) for v in e[::max(1, -(-len(e) // most))]])
-        return out
+            order = torch.argsort(g[held[:, k], k])
+            order = order[::max(1, -(-len(order) // most))]
+            values.append([round(float(v), 4) for v in g[held[:, k], k][order]])
+            errors.append([round(float(v), 4) for v in r[held[:, k], k][order]])
+        return values, errors
 
 
 class GainTrainer:
@@ -506,7 +509,8 @@ class GainTrainer:
         validation = {}
         if val is not None:
             with torch.no_grad():
-                validation = {"cells": val.cells, "rmse": val.rmse(G), "residuals": val.residuals(G)}
+                values, errors = val.errors(G)
+                validation = {"cells": val.cells, "rmse": val.rmse(G), "predictions": values, "residuals": errors}
         return FitResult(G, D, self.seconds, self.best_at if self.best_g is not None else self.done,
                          history=self.history, validation=validation,
                          opt_state={"opt_G": self.opt_g.state(), "opt_D": self.opt_d.state()})

@@ -84,13 +84,13 @@ class Imputer:
         """`draws` decoded random completions (multiple imputation): G's output with fresh input noise,
         each numeric value plus an error drawn from its column's errors on the validation cells (kept
         within the column's observed range), each categorical value drawn from G's probabilities."""
-        residuals = self.validation.get("residuals")
-        if residuals is None:
+        residuals, predictions = self.validation.get("residuals"), self.validation.get("predictions")
+        if residuals is None or predictions is None:
             raise GantoolsError("--draws needs the errors on the validation cells, and this imputer has none "
                                 "(fitted with --validation-rate 0, or saved before gantools kept them)")
         s = self.seed if seed is None else seed
         outs = self._outputs(table, [s + k for k in range(draws)], device)
-        return [decode(_draw(g, residuals, self.cat_sizes, np.random.default_rng([s, k])), self.columns)
+        return [decode(_draw(g, predictions, residuals, self.cat_sizes, np.random.default_rng([s, k])), self.columns)
                 for k, g in enumerate(outs)]
 
     def impute(self, table: Table, seed: int | None = None, device: str = "cpu") -> Table:
@@ -181,14 +181,22 @@ class Imputer:
         check_columns(table, self.columns, path)
 
 
-def _draw(g: np.ndarray, residuals: list[list[float]], cat_sizes: list[int], rng: np.random.Generator) -> np.ndarray:
-    """One random completion of G's encoded output `g`: numeric entries plus a resampled validation
-    error (clipped to [0, 1], the observed range), one-hot blocks drawn from their probabilities."""
+def _draw(g: np.ndarray, predictions: list[list[float]], residuals: list[list[float]], cat_sizes: list[int],
+          rng: np.random.Generator) -> np.ndarray:
+    """One random completion of G's encoded output `g`. Each numeric entry gets the error of a
+    held-out cell (any numeric column's) drawn from the 5% (at least 50) whose G values are nearest
+    its own, since errors change with the value (a sparse column's zeros, a skewed column's tail);
+    the sum is clipped to [0, 1], the observed range. A one-hot block is drawn from its probabilities."""
     out = g.astype(np.float64)
     n = len(g)
-    for k, errors in enumerate(residuals):
-        if errors:
-            out[:, k] = np.clip(out[:, k] + rng.choice(np.asarray(errors), n), 0.0, 1.0)
+    values, errors = np.concatenate([[], *predictions]), np.concatenate([[], *residuals])
+    if len(errors):
+        order = np.argsort(values, kind="stable")
+        values, errors = values[order], errors[order]
+        near = min(len(errors), max(50, len(errors) // 20))
+        for k in range(len(residuals)):
+            start = np.clip(np.searchsorted(values, out[:, k]) - near // 2, 0, len(errors) - near)
+            out[:, k] = np.clip(out[:, k] + errors[start + rng.integers(0, near, n)], 0.0, 1.0)
     start = len(residuals)
     for size in cat_sizes:
         p = out[:, start:start + size]
