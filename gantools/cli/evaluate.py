@@ -56,7 +56,8 @@ def evaluate(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps.", autocompletion=complete_devices),
     per_class: bool = typer.Option(False, "--per-class",
                                    help="Also FID per class (labelled sources, conditional checkpoints) and "
-                                   "their mean."),
+                                   "their mean; classes are paired by name. A conditional checkpoint generates "
+                                   "its classes in turn, n/C images of each."),
     save_stats: Optional[Path] = typer.Option(None, "--save-stats",
                                               help="Write REAL's FID statistics (FAKE's when there is no --real) "
                                               "to this .npz, for reuse as FAKE or REAL."),
