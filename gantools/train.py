@@ -795,8 +795,10 @@ class Trainer:
     def _update_ema(self) -> None:
         """G_ema <- beta G_ema + (1 - beta) G for the weights; buffers are G's (batch-norm statistics are
         recomputed for G_ema's own weights before they are used: `ema_generator`)."""
-        G = self.nets[self.objective.generator]
-        torch._foreach_lerp_(list(self.G_ema.parameters()), list(G.parameters()), self.ema_weight)
+        G, ema = self.nets[self.objective.generator], list(self.G_ema.parameters())
+        step = torch._foreach_sub(list(G.parameters()), ema)  # (G - G_ema) (1 - beta), the weight read from
+        torch._foreach_mul_(step, self.ema_weight)  # its tensor (a lerp would take it as a number: no graph)
+        torch._foreach_add_(ema, step)
         for b_ema, b in zip(self.G_ema.buffers(), G.buffers()):
             b_ema.copy_(b)
 
