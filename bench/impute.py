@@ -26,9 +26,22 @@ seconds, medians, and the paired ratio plain / gantools per thread count. gantoo
 thread on the CPU; to time it on more, the bench keeps that call from lowering the count, and
 checks the count in effect while the loop runs.
 
+Variants: `gantools` and `paper` run as `gantools impute` does by default (self-validation: 10%
+of the observed cells held out, iteration count and hidden width chosen on them, small tables
+refitted); a `-fixed` suffix (`gantools-fixed`) runs the variant as the default did before
+2026-11-29: every observed cell trained on, exactly 10,000 iterations, the variant's width. Runs
+with self-validation also make --draws random completions and report how often the hidden
+cell's true value lies in their 90% interval.
+
+Small tables (method `small`): --subsets random subsets of --rows rows of each data set (subset k:
+rows drawn without replacement by numpy's default_rng(k); its hidden cells: seed k), each variant
+on each, paired. The subsets and seeds used here (0..4) are not those the defaults were chosen on
+(100..104).
+
     pip install -e '.[bench]'   # scikit-learn
     python bench/impute.py [--seeds 5] [--datasets letter,spam] [--methods gain,mean,knn,forest,ref,speed]
         [--speed-rounds 3] [--speed-threads 1,2] [--speed-iterations 10000]
+    python bench/impute.py --methods small,gain --variants gantools-fixed,gantools [--subsets 5 --rows 500 --draws 20]
 """
 
 from __future__ import annotations
@@ -39,6 +52,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -141,11 +155,34 @@ def torch_threads(n: int, hold: bool = False):
         real_set(before)
 
 
+def settings(name: str) -> dict:
+    """evaluate()'s keywords for a --variants entry: VARIANT, or VARIANT-fixed (no self-validation)."""
+    variant, fixed = (name[:-len("-fixed")], True) if name.endswith("-fixed") else (name, False)
+    return {"variant": variant, "validation_rate": 0.0} if fixed else {"variant": variant}
+
+
+def subset(table, rows: int, seed: int):
+    """`rows` rows of `table` drawn without replacement (numpy default_rng(seed)), in table order."""
+    idx = np.sort(np.random.default_rng(seed).choice(table.n_rows, rows, replace=False))
+    return replace(table, text=[table.text[i] for i in idx], missing=table.missing[idx], _parsed={},
+                   source=f"{table.source}[subset {seed}]")
+
+
+def run_gain(table, miss_rate: float, seed: int, name: str, draws: int) -> dict:
+    """One evaluate() of a --variants entry; with self-validation also the draws' coverage."""
+    kw = settings(name)
+    rep = evaluate(table, miss_rate, seed, draws=None if kw.get("validation_rate") == 0.0 else draws, **kw)
+    cov = rep["interval"]["coverage"] if rep["interval"] else None
+    print(f"    {name}: iterations {rep['iterations']}, width {rep['hidden_width']}"
+          + (f", coverage of {draws} draws' 90% intervals {cov:.3f}" if cov is not None else ""), file=sys.stderr)
+    return rep
+
+
 def gantools_fit_seconds(table, variant: str, iterations: int, threads: int) -> float:
     """gantools' GAIN training seconds on `threads` threads (checked while its loop runs)."""
     seen = set()
     with torch_threads(threads, hold=threads > 1):
-        rep = evaluate(table, 0.2, 0, variant=variant, iterations=iterations,
+        rep = evaluate(table, 0.2, 0, variant=variant, iterations=iterations, validation_rate=0.0,
                        progress=lambda done, total: seen.add(torch.get_num_threads()))
     if seen != {threads}:
         sys.exit(f"gantools' loop ran on {sorted(seen)} threads, not {threads}")
@@ -217,14 +254,19 @@ def main() -> None:
     ap.add_argument("--speed-rounds", type=int, default=3)
     ap.add_argument("--speed-threads", default="1,2", help="thread counts both loops run on, in turn")
     ap.add_argument("--speed-iterations", type=int, default=10000)
+    ap.add_argument("--subsets", type=int, default=5, help="method small: random subsets per data set")
+    ap.add_argument("--rows", type=int, default=500, help="method small: rows per subset")
+    ap.add_argument("--draws", type=int, default=20, help="random completions whose 90%% intervals are checked")
     ap.add_argument("--json", help="also write the raw results here")
     args = ap.parse_args()
     methods = set(args.methods.split(","))
     results: dict = {}
     speeds: dict = {}
 
-    def record(ds, name, err, secs):
-        results.setdefault(ds, {}).setdefault(name, []).append((err, secs))
+    small: dict = {}
+
+    def record(ds, name, err, secs, coverage=None):
+        results.setdefault(ds, {}).setdefault(name, []).append((err, secs, coverage))
         print(f"  {ds:7s} {name:32s} rmse {err:.4f}  {secs:7.2f} s", file=sys.stderr, flush=True)
 
     for ds in args.datasets.split(","):
@@ -235,17 +277,26 @@ def main() -> None:
         if "speed" in methods:
             speeds[ds] = speed(table, kinds, args.variants.split(","), args.speed_iterations,
                                [int(t) for t in args.speed_threads.split(",")], args.speed_rounds)
-        rmse_seeds = args.seeds if methods - {"speed"} else 0  # `speed` alone: no RMSE runs
+        if "small" in methods:
+            for k in range(args.subsets):
+                part = subset(table, args.rows, k)
+                for name in args.variants.split(","):
+                    rep = run_gain(part, args.miss_rate, k, name, args.draws)
+                    small.setdefault(ds, {}).setdefault(name, []).append(rep)
+                    print(f"  {ds:7s} {args.rows} rows, subset {k}: {name:20s} rmse {rep['rmse']['gain']:.4f}  "
+                          f"{rep['fit_seconds']:7.2f} s", file=sys.stderr, flush=True)
+        rmse_seeds = args.seeds if methods - {"speed", "small"} else 0  # `speed`/`small` alone: no full-table runs
         for seed in range(rmse_seeds):
             hide = hide_mcar(table, kinds, args.miss_rate, seed)
             x_nan = matrix(table, hide)
             if "gain" in methods or "mean" in methods:
                 for variant in args.variants.split(","):
                     t0 = time.perf_counter()
-                    rep = evaluate(table, args.miss_rate, seed, variant=variant)
+                    rep = run_gain(table, args.miss_rate, seed, variant, args.draws)
                     wall = time.perf_counter() - t0
                     if "gain" in methods:
-                        record(ds, f"gantools GAIN ({variant})", rep["rmse"]["gain"], rep["fit_seconds"])
+                        record(ds, f"gantools GAIN ({variant})", rep["rmse"]["gain"], rep["fit_seconds"],
+                               rep["interval"]["coverage"] if rep["interval"] else None)
                     if variant == args.variants.split(",")[0] and "mean" in methods:
                         record(ds, "column mean", rep["rmse"]["mean"], 0.0)
                     print(f"    (evaluate wall {wall:.1f} s)", file=sys.stderr)
@@ -264,25 +315,49 @@ def main() -> None:
 
     for ds, times in speeds.items():
         print_speed(ds, times, args.speed_iterations)
+    if small:
+        print_small(small, args.rows, args.miss_rate, args.draws)
     if args.json:
         raw = {"rmse": results, "speed": {ds: {f"{loop}, {t} thread(s)": secs for (loop, t), secs in times.items()}
-                                          for ds, times in speeds.items()}}
+                                          for ds, times in speeds.items()},
+               "small": {ds: {name: [{k: r[k] for k in ("rmse", "iterations", "hidden_width", "fit_seconds", "interval")}
+                                     for r in reps] for name, reps in by.items()} for ds, by in small.items()}}
         Path(args.json).write_text(json.dumps(raw, indent=1))
     if not results:
         return
     print(f"\nRMSE at {args.miss_rate:.0%} MCAR, mean ± std over seeds; time = training (fit) seconds, mean, "
           f"each method on its default threads (gantools GAIN: 1; plain loop: {torch.get_num_threads()}; "
           f"same-thread speed: method 'speed')\n")
-    print("| data | method | seeds | RMSE | time (s) | vs paper GAIN |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| data | method | seeds | RMSE | time (s), mean / min | vs paper GAIN | 90% interval coverage |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for ds, by in results.items():
-        print(f"| {ds} | GAIN paper (Yoon et al. 2018) | | {PAPER[ds]:.4f} | | |")
+        print(f"| {ds} | GAIN paper (Yoon et al. 2018) | | {PAPER[ds]:.4f} | | | |")
         for name, runs in by.items():
             errs = np.array([r[0] for r in runs])
             secs = np.array([r[1] for r in runs])
+            covs = [r[2] for r in runs if r[2] is not None]
             std = f" ± {errs.std(ddof=1):.4f}" if len(errs) > 1 else ""
-            tm = f"{secs.mean():.2f}" if secs.any() else "–"
-            print(f"| {ds} | {name} | {len(runs)} | {errs.mean():.4f}{std} | {tm} | {errs.mean() / PAPER[ds]:.3f}x |")
+            tm = f"{secs.mean():.2f} / {secs.min():.2f}" if secs.any() else "–"
+            cov = f"{np.mean(covs):.3f}" if covs else "–"
+            print(f"| {ds} | {name} | {len(runs)} | {errs.mean():.4f}{std} | {tm} | {errs.mean() / PAPER[ds]:.3f}x | {cov} |")
+
+
+def print_small(small: dict, rows: int, miss_rate: float, draws: int) -> None:
+    """Per data set and variant: RMSE over the subsets, the paired ratio to the first variant,
+    the draws' coverage, the chosen iterations and widths, training seconds."""
+    print(f"\n{rows}-row random subsets at {miss_rate:.0%} MCAR: RMSE mean ± std over subsets; ratio = mean "
+          f"over subsets of this / first variant on the same cells; coverage of {draws} draws' 90% intervals\n")
+    print("| data | variant | subsets | RMSE | ratio | coverage | iterations | widths | time (s), mean |")
+    print("|---|---|---:|---:|---:|---:|---|---|---:|")
+    for ds, by in small.items():
+        first = np.array([r["rmse"]["gain"] for r in next(iter(by.values()))])
+        for name, reps in by.items():
+            errs = np.array([r["rmse"]["gain"] for r in reps])
+            covs = [r["interval"]["coverage"] for r in reps if r["interval"]]
+            cov = f"{np.mean(covs):.3f}" if covs else "–"
+            print(f"| {ds} | {name} | {len(reps)} | {errs.mean():.4f} ± {errs.std(ddof=1):.4f} | "
+                  f"{np.mean(errs / first):.3f} | {cov} | {', '.join(str(r['iterations']) for r in reps)} | "
+                  f"{', '.join(str(r['hidden_width']) for r in reps)} | {np.mean([r['fit_seconds'] for r in reps]):.2f} |")
 
 
 if __name__ == "__main__":
