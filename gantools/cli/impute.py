@@ -40,7 +40,7 @@ def impute(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Rows per batch [default: 128]."),
     hint_rate: Optional[float] = typer.Option(None, "--hint-rate", help="Probability a cell's mask entry is revealed to D [default: 0.9]."),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="Weight of the reconstruction loss on observed cells [default: 100]."),
-    variant: Literal[VARIANT_NAMES] = typer.Option("gantools", "--variant", help="gantools: GAIN that also trains G to rebuild observed cells it is not shown, with wider layers (lower RMSE on Letter and Spam, bench/RESULTS.md); paper: GAIN exactly as published."),
+    variant: Literal[VARIANT_NAMES] = typer.Option("gantools", "--variant", help="gantools: GAIN that also trains G to rebuild observed cells it is not shown, with wider layers (lower RMSE on Letter and Spam, bench/RESULTS.md); paper: GAIN as published (exactly so with --validation-rate 0)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initialisation, batches, hints and noise (and of the hidden cells with --evaluate)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto (the networks are tiny: the CPU is usually fastest).",
                                autocompletion=complete_devices),
