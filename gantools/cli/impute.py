@@ -182,7 +182,8 @@ def _describe(imputer) -> None:
             width += f" (chosen on the validation cells after {hp.screen_iterations} iterations; {tried})"
         info(f"impute: validation on {val['cells']} held-out cells ({100 * val['rate']:g}% of the observed): "
              f"RMSE {val['rmse']:.4f}; iterations {imputer.iterations} ({how}); {width}; "
-             f"hint rate {hp.hint_rate:g}, alpha {hp.alpha:g}")
+             f"hint rate {hp.hint_rate:g}, alpha {hp.alpha:g}"
+             + ("; then refitted on every observed cell" if val.get("refit") else ""))
 
 
 def _print_report(r: dict, as_json: bool) -> None:
