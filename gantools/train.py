@@ -408,29 +408,6 @@ def ema_beta(step: int, decay: float, rampup: float) -> float:
     return min(decay, 0.5 ** (1 / (rampup * step)))
 
 
-@torch.no_grad()
-def refresh_batch_norm(G: torch.nn.Module, objective, prior, batch_size: int, seed: int, batches: int = 16) -> None:
-    """Set the running statistics of G's batch-norm layers to the mean over `batches` batches of G's
-    own inputs drawn from `prior` (a torch generator seeded with `seed`), as train mode sees them. A
-    pure function of G's weights and `seed`; G without batch norm is left as it is."""
-    norms = [m for m in G.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    if not norms:
-        return
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average over the batches
-    was_training = G.training
-    G.train()
-    device = next(G.parameters()).device
-    gen = torch.Generator(device=device).manual_seed(seed)
-    for _ in range(batches):
-        objective.fake(G, prior.draw(batch_size, gen))
-    G.train(was_training)
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-
-
 class Trainer:
     """Holds one run's networks, optimisers, prior and generators; `run()` trains to the last step.
 
@@ -495,7 +472,6 @@ class Trainer:
 
             self.G_ema = copy.deepcopy(self.nets[obj.generator]).eval().requires_grad_(False)
             self.ema_weight = torch.zeros((), device=self.device)
-            self._bn_refreshed = None  # the step at which G_ema's batch-norm statistics were last computed
         self.prior = obj.build_prior()
         if resume is None:
             self.prior.fit(getattr(self.data, "labels", None))
@@ -551,7 +527,7 @@ class Trainer:
         state = {name: net.state_dict() for name, net in self.nets.items()}
         state.update({f"opt_{name}": opt.state_dict() for name, opt in self.opts.items()})
         if self.G_ema is not None:
-            state[f"{obj.generator}_ema"] = self.ema_generator().state_dict()
+            state[f"{obj.generator}_ema"] = self.G_ema.state_dict()
         rng = {"z": self.gen.get_state(), "torch": torch.get_rng_state(),
                "epoch": self.epoch, "epoch_pos": self.epoch_pos}
         i = self.phase_index()
@@ -793,22 +769,14 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        """G_ema <- beta G_ema + (1 - beta) G for the weights; buffers are G's (batch-norm statistics are
-        recomputed for G_ema's own weights before they are used: `ema_generator`)."""
+        """G_ema <- beta G_ema + (1 - beta) G for the weights; buffers are G's (batch-norm statistics
+        recomputed for G_ema's weights, or averaged, scored worse on MNIST: bench/RESULTS.md, EMA)."""
         G, ema = self.nets[self.objective.generator], list(self.G_ema.parameters())
         step = torch._foreach_sub(list(G.parameters()), ema)  # (G - G_ema) (1 - beta), the weight read from
         torch._foreach_mul_(step, self.ema_weight)  # its tensor (a lerp would take it as a number: no graph)
         torch._foreach_add_(ema, step)
         for b_ema, b in zip(self.G_ema.buffers(), G.buffers()):
             b_ema.copy_(b)
-
-    def ema_generator(self) -> torch.nn.Module:
-        """G_ema with batch-norm statistics of its own weights at this step (computed once a step)."""
-        if self._bn_refreshed != self.step:
-            refresh_batch_norm(self.G_ema, self.objective, self.prior, self.cfg.batch_size,
-                               seed=self.cfg.seed * 1_000_003 + self.step)
-            self._bn_refreshed = self.step
-        return self.G_ema
 
     # ------------------------------------------------------------------ samples
 
@@ -828,7 +796,7 @@ class Trainer:
         """samples/step-NNNNNN.png: a grid (images) or scatter plot (2-D points) from the fixed inputs."""
         from gantools.data.writers import make_grid, scatter_png
 
-        G = self.ema_generator() if self.G_ema is not None else self.nets[self.objective.generator]
+        G = self.G_ema if self.G_ema is not None else self.nets[self.objective.generator]
         was_training = G.training
         G.eval()
         out = self.objective.fake(G, self.fixed_inputs).float()
