@@ -139,8 +139,8 @@ def matched_error(codes: np.ndarray, digits: np.ndarray, k: int = 10) -> tuple[f
 # ----------------------------------------------------------------------------- per model
 
 
-def fid(images: Path, stats: Path, n: int) -> float:
-    report = json.loads(gantools("evaluate", images, "--real", stats, "-n", n, "--json", "--device", "cpu"))
+def fid(images: Path, stats: Path, n: int, device: str) -> float:
+    report = json.loads(gantools("evaluate", images, "--real", stats, "-n", n, "--json", "--device", device))
     return report["metrics"]["fid"]
 
 
@@ -202,20 +202,21 @@ def run_model(model: str, args, work: Path, judge: nn.Module) -> dict:
         xt, yt = load_mnist("t10k", Path(args.data), resolution)
         codes = infogan_code_logits(load_checkpoint(ckpt), xt).argmax(1).numpy()
         row["code_error"], row["code_to_digit"] = matched_error(codes, yt.numpy())
-    row["fid"] = fid(samples, test_stats(Path(args.data), Path(args.cache), args.fid_real, resolution), args.fid_fake)
+    stats = test_stats(Path(args.data), Path(args.cache), args.fid_real, resolution, args.device)
+    row["fid"] = fid(samples, stats, args.fid_fake, args.device)
     row["fid_fake"], row["fid_real"] = args.fid_fake, args.fid_real
     print(json.dumps(row), file=sys.stderr)
     return row
 
 
-def test_stats(data: Path, cache: Path, n: int, resolution: int) -> Path:
+def test_stats(data: Path, cache: Path, n: int, resolution: int, device: str) -> Path:
     """FID statistics of the first n MNIST test images at the models' resolution (cached)."""
     stats = cache / f"mnist-test{resolution}-{n}-stats.npz"
     if not stats.exists():
         x, y = load_mnist("t10k", data, resolution)
         images = cache / f"mnist-test{resolution}-{n}.npz"
         np.savez(images, images=x[:n].permute(0, 2, 3, 1).numpy(), labels=y[:n].numpy())
-        gantools("evaluate", images, "--save-stats", stats, "--device", "cpu")
+        gantools("evaluate", images, "--save-stats", stats, "--device", device)
     return stats
 
 
