@@ -107,7 +107,10 @@ def test_sample_interpolate_and_evaluate(trained, cli, tmp_path, tiny_data):
     assert r.code == 0, r.err
     walk = np.load(frames)
     assert walk["images"].shape[0] == 3
-    assert np.array_equal(walk["images"][0], got["images"][0])  # the path starts at seed 4's sample
+    # the path starts at seed 4's sample: the same image up to the README's bound for another batch
+    # size (one level in under 0.1% of pixels: float sums in another order)
+    diff = np.abs(walk["images"][0].astype(int) - got["images"][0].astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).mean())
     stream = cli("sample", ckpt, "-n", "8", "-o", "-", "--device", "cpu")
     assert stream.code == 0, stream.err
     r = cli("evaluate", "-", "--real", tiny_data["image"], "--metrics", "fid", "--json", "--device", "cpu",
