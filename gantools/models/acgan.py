@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gantools.models.cgan import CGANGenerator
+from gantools.models.cgan import build_generator  # cgan's G: the one-hot label joined to z
 from gantools.models.dcgan import RESOLUTIONS, DCGANDiscriminator, _d_norm, _dense_from_4x4, _stages
 from gantools.objective import DStep, GANObjective
 from gantools.registry import ModelSpec, register_model
@@ -63,10 +63,6 @@ class ACGANObjective(GANObjective):
     def g_step(self, nets: dict, fake: torch.Tensor, inputs: dict) -> tuple[torch.Tensor, dict]:
         adv_fake, cls_fake = nets["D"](fake)
         return self._g_loss(adv_fake.float(), cls_fake, inputs["y"])
-
-
-def build_generator(hp: dict, data: dict) -> nn.Module:
-    return CGANGenerator(hp["z_dim"], int(data["num_classes"]), data["channels"], data["resolution"], hp["ngf"])
 
 
 def build_discriminator(hp: dict, data: dict) -> nn.Module:
