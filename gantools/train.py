@@ -30,7 +30,6 @@ from gantools.generate import resolve_device, to_uint8
 from gantools.log import ProgressReporter, debug, info, warn
 from gantools.losses import gradient_penalty
 from gantools.objective import build_objective, objective_class
-from gantools.options import CHOICES
 from gantools.registry import LOSSES, MODELS
 
 try:
@@ -40,7 +39,6 @@ except ImportError:  # Windows: run folders are not locked
 
 # Keys of a model's registry defaults that configure training rather than the networks.
 TRAIN_KEYS = {"batch_size", "lr_g", "lr_d", "betas", "steps", "n_critic", "r1", "lr_schedule", "updates"}
-UPDATES = CHOICES["updates"]  # the update schemes (their one list is gantools.options.CHOICES)
 
 
 @dataclass
