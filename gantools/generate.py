@@ -75,11 +75,11 @@ def load_objective(ckpt: dict):
     return objective, prior
 
 
-def class_labels(seed: int, n: int, num_classes: int, classes: int | Sequence[int] | None = None) -> np.ndarray | None:
+def class_labels(n: int, num_classes: int, classes: int | Sequence[int] | None = None) -> np.ndarray | None:
     """Labels of a conditional model's n images (None for an unconditional model): `classes` (one index
     or a list) in turn, by default every class in turn. Image i gets classes[i % len(classes)], so
     n = k * len(classes) gives k images of each, and image i's label depends neither on n nor on the
-    batch size. The spread is the same for every `seed` (interpolate passes one)."""
+    batch size, nor on the seed."""
     if num_classes <= 0:
         if classes is not None:
             raise UsageError("--class: this model is not conditional")
@@ -148,7 +148,7 @@ def generate_batches(
     device = resolve_device(device) if isinstance(device, str) else device
     G = G if G is not None else load_generator(ckpt, device, ema)
     num_classes = int(ckpt["data"].get("num_classes", 0)) if is_conditional(ckpt) else 0
-    y_all = class_labels(seed, n, num_classes, classes)
+    y_all = class_labels(n, num_classes, classes)
     objective, prior = load_objective(ckpt)
     inputs = prior.draw(n, np.random.default_rng(seed), None if y_all is None else torch.from_numpy(y_all), truncation)
     if codes is not None:

@@ -265,10 +265,10 @@ def plan(
         p = _hold(latent_path([latents(s, 1, z_dim, truncation)[0] for s in seeds], steps, method, loop),
                   draws(seeds[0], 1)[0])
         if num_classes:
-            p.label = int(class_labels(seeds[0], 1, num_classes, class_index)[0])
+            p.label = int(class_labels(1, num_classes, class_index)[0])
         return Plan([p])
     ends, codes = latents(seed, 2 * rows, z_dim, truncation), draws(seed, 2 * rows)
-    labels = class_labels(seed, 2 * rows, num_classes, class_index) if num_classes else None
+    labels = class_labels(2 * rows, num_classes, class_index) if num_classes else None
     out = []
     for r in range(rows):
         p = _hold(latent_path([ends[2 * r], ends[2 * r + 1]], steps, method, loop), codes[2 * r])
