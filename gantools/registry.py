@@ -82,6 +82,13 @@ class ModelSpec:
     # what `gantools train` trains: objective(spec, hparams, data, loss) -> an object with the interface of
     # gantools.objective.GANObjective (networks, optimisers, prior, losses, phases); None: that plain GAN
     objective: Callable | None = None
+    # recipes per loss: loss name -> defaults that replace those of `defaults` when training with that loss
+    # (e.g. WGAN-GP's optimiser and critic), so that `--loss NAME` alone selects the recipe
+    loss_defaults: dict = field(default_factory=dict)
+
+    def defaults_for(self, loss: str | None) -> dict:
+        """`defaults` with the recipe of `loss` over them."""
+        return {**self.defaults, **self.loss_defaults.get(loss, {})}
 
 
 @dataclass(frozen=True)

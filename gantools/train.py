@@ -292,7 +292,7 @@ class StopRequested:
 
 def model_hparams(cfg: TrainConfig, spec) -> dict:
     """The model's hyper-parameters for a resolved config: registry defaults, then the user's [hparams]."""
-    hp = {k: v for k, v in spec.defaults.items() if k not in TRAIN_KEYS}
+    hp = {k: v for k, v in spec.defaults_for(cfg.loss).items() if k not in TRAIN_KEYS}
     hp.update(cfg.hparams)
     hp.update(z_dim=cfg.z_dim, loss=cfg.loss)
     return hp
@@ -337,9 +337,9 @@ def _resolve(cfg: TrainConfig, spec, data_len: int | None = None) -> TrainConfig
     check_choices(cfg.to_dict())
     if cfg.steps is not None and cfg.epochs is not None:
         raise UsageError("--steps and --epochs: give the run's length one way, not both")
-    d = spec.defaults
     if cfg.loss is None:
         cfg.loss = spec.default_loss
+    d = spec.defaults_for(cfg.loss)
     loss = LOSSES.get(cfg.loss)
     fallbacks = {"batch_size": 64, "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999], "n_critic": loss.default_n_critic,
                  "z_dim": 100, "r1": 0.0, "lr_schedule": "constant", "updates": "alternating"}
