@@ -453,6 +453,31 @@ def test_interval_coverage_counts_truths_inside_the_draws_range(tmp_path):
     assert rep["mean_width"] == pytest.approx((hi - lo) / (10 + 1e-6), rel=1e-6)
 
 
+def test_rank_coverage_is_the_level_for_calibrated_draws_with_a_point_mass(tmp_path):
+    """Truth and 20 draws from one distribution with 70% exact zeros: the plain interval covers
+    nearly every truth (it reaches the zeros), the randomised rank covers the level."""
+    from gantools.impute.evaluate import interval_coverage
+
+    rng = np.random.default_rng(7)  # not interval_coverage's tie-breaking stream (seed 0)
+    n = 20000
+
+    def mixed(size):
+        return np.where(rng.random(size) < 0.7, 0.0, rng.exponential(1.0, size))
+
+    truth = mixed(n)
+    p = tmp_path / "t.csv"
+    p.write_text("a\n" + "\n".join(f"{t:.17g}" for t in truth) + "\n")
+    tab = read_table(str(p))
+    hide = np.ones((n, 1), bool)
+    draws = [{0: mixed(n)} for _ in range(20)]
+    rep = interval_coverage(tab, [0], hide, draws)
+    assert rep["coverage"] > 0.95  # every zero truth lies in [0, ...]
+    assert abs(rep["rank_coverage"] - 0.9) < 0.02, rep
+    assert abs(rep["at_atom"] - 0.7) < 0.03, rep
+    shifted = [{0: d[0] + 1.0} for d in draws]  # miscalibrated: the rank says so too
+    assert interval_coverage(tab, [0], hide, shifted)["rank_coverage"] < 0.5
+
+
 def test_evaluate_reports_the_coverage_of_the_draws(cli, tmp_path):
     text, _ = _correlated(n=400, seed=2)
     p = tmp_path / "corr.csv"
@@ -462,6 +487,7 @@ def test_evaluate_reports_the_coverage_of_the_draws(cli, tmp_path):
     c = json.loads(r.out)["interval"]
     assert c["draws"] == 20 and c["cells"] == json.loads(r.out)["numeric_cells"]
     assert 0.75 < c["coverage"] <= 1.0, c  # the errors added are the held-out cells' own
+    assert 0.75 < c["rank_coverage"] <= 1.0 and 0 <= c["at_atom"] <= 1, c
 
 
 def test_the_self_validating_fit_is_seeded_through_screen_and_refit(tmp_path):

@@ -199,7 +199,9 @@ def _print_report(r: dict, as_json: bool) -> None:
     if r.get("interval") and r["interval"]["cells"]:
         c = r["interval"]
         print(f"{c['draws']} draws: the true value inside their {100 * c['level']:g}% interval in "
-              f"{100 * c['coverage']:.1f}% of {c['cells']} numeric cells (mean width {c['mean_width']:.4f})")
+              f"{100 * c['coverage']:.1f}% of {c['cells']} numeric cells (mean width {c['mean_width']:.4f}); "
+              f"the truth's rank among them inside the central {100 * c['level']:g}% in {100 * c['rank_coverage']:.1f}% "
+              f"({100 * c['at_atom']:.0f}% of the truths equal a draw: a point mass such as exact zeros)")
     if r["accuracy"]:
         print(f"accuracy over {r['categorical_cells']} categorical cells:")
         print(f"  gain         {r['accuracy']['gain']:.4f}")
