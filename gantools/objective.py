@@ -147,6 +147,11 @@ class GANObjective:
         """The loss of a non-adversarial phase (see `Phase`) and values to log."""
         raise NotImplementedError(f"{type(self).__name__} has no phase {phase!r}")
 
+    def end_phase(self, phase: str, nets: dict, prior: GaussianPrior, batches) -> None:
+        """Called once right after the last step of a phase that another follows (e.g. initialise networks
+        or fit the prior from what the phase learned), before that step's checkpoint. `batches` yields
+        every training image once, in stored order, as (x prepared as for `phase_loss`, labels)."""
+
     @torch.no_grad()
     def _scores(self, out_real: torch.Tensor, out_fake: torch.Tensor) -> dict[str, Any]:
         """D(x) and D(G(z)): mean probabilities where the loss reads D's outputs as logits, else mean scores."""

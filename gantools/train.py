@@ -608,7 +608,8 @@ class Trainer:
         """One step of the current phase: in the adversarial phase n_critic D updates and one G update.
         Returns the values named by `self.log_names` as one tensor (no host sync)."""
         self._set_ema_weight()
-        phase = self.phases[self.phase_index()]
+        i = self.phase_index()
+        phase = self.phases[i]
         if phase.optimizer is not None:
             out = self._phase_step(phase, next(batches))
         elif self.graph is not None:
@@ -618,7 +619,19 @@ class Trainer:
             reals = [next(batches) for _ in range(k)]
             out = self._step_body(reals, *self._draw(k))
         self.step += 1
+        if phase.optimizer is not None and self.step == self.phase_ends[i]:
+            self._end_phase(phase)
         return out
+
+    def _end_phase(self, phase) -> None:
+        """The objective's transition out of a phase, right after its last step: every checkpoint from
+        this step on holds the result, so a resume neither repeats it nor misses it."""
+        was_training = {name: net.training for name, net in self.nets.items()}
+        batches = ((self._prepare(x), y) for x, y in self.data.batches(self.cfg.batch_size))
+        self.objective.end_phase(phase.name, self.nets, self.prior, batches)
+        for name, net in self.nets.items():
+            net.train(was_training[name])
+        self.fixed_inputs = self._grid_inputs()  # the prior may have changed
 
     def _phase_step(self, phase, batch) -> torch.Tensor:
         """A step of a non-adversarial phase: the objective's loss for it, on its one optimiser."""
