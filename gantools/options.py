@@ -111,6 +111,7 @@ RANGES: dict[str, Range] = {
     "is_splits": AT_LEAST_1,
     "iterations": AT_LEAST_1,
     "draws": AT_LEAST_1,  # impute: random completions to write
+    "classifier_epochs": AT_LEAST_1,  # balance --evaluate: passes of each classifier over its set
     # rates, weights and the like
     "lr_g": POSITIVE,
     "lr_d": POSITIVE,
@@ -118,6 +119,7 @@ RANGES: dict[str, Range] = {
     "ema_decay": Range(float, 0, 1, lo_open=True, hi_open=True),
     "ema_rampup": Range(float, 0, 1, lo_open=True, special={0: "no warm-up"}),
     "r1": Range(float, 0, lo_open=True, special={0: "off"}),
+    "test_split": Range(float, 0, 1, lo_open=True, hi_open=True),  # balance --evaluate: held-out fraction
     "truncation": POSITIVE,
     "fps": POSITIVE,
     "hint_rate": Range(float, 0, 1),

@@ -42,7 +42,7 @@ def _root(
 
 
 # One module per subcommand; each decorates its function with @app.command().
-COMMAND_MODULES: list[str] = ["train", "sample", "info", "models", "interpolate", "evaluate", "impute"]
+COMMAND_MODULES: list[str] = ["train", "sample", "info", "models", "interpolate", "evaluate", "impute", "balance"]
 for _name in COMMAND_MODULES:
     importlib.import_module(f"gantools.cli.{_name}")
 

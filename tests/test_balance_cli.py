@@ -1,0 +1,342 @@
+"""`gantools balance`: the output holds every original unchanged plus exactly the requested generated images
+per class; the generated flags, the manifest and the files agree; --model reproduces an output; bad input is
+one line and writes nothing; --evaluate reports the three classifiers side by side. The balancer here is
+acgan with tiny networks (the command is model-agnostic; its default, bagan, trains the same way)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import TINY_DCGAN, run_cli
+
+COUNTS = [12, 9, 4, 3]  # a skewed toy:shapes: circle, square, triangle, cross
+TRAIN = ["--gan-model", "acgan", "--steps", "2", "--batch-size", "8", "--set", "ngf=8", "--set", "ndf=8"]
+
+
+def _skewed(n_per_class=COUNTS):
+    from gantools.data.toy import SHAPE_CLASSES, shapes
+
+    x, y = shapes(400, seed=3)
+    keep = np.sort(np.concatenate([np.flatnonzero(y == k)[:n] for k, n in enumerate(n_per_class)]))
+    return x[keep], y[keep], list(SHAPE_CLASSES)
+
+
+@pytest.fixture(scope="module")
+def skewed(tmp_path_factory) -> dict:
+    """The skewed set as an .npz and as a class-folder tree (PNG files), and a balancer trained on it."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("skewed")
+    x, y, names = _skewed()
+    np.savez(root / "skew.npz", images=x, labels=y, class_names=np.array(names))
+    for i, (img, k) in enumerate(zip(x, y)):
+        (root / "tree" / names[k]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(root / "tree" / names[k] / f"shape{i:03d}.png")
+    r = run_cli("balance", root / "skew.npz", "-o", root / "first.npz", "--save-model", root / "bal.pt", "--seed", "5",
+                *TRAIN)
+    assert r.code == 0, r.err
+    return {"npz": root / "skew.npz", "tree": root / "tree", "ckpt": root / "bal.pt", "first": root / "first.npz",
+            "x": x, "y": y, "names": names}
+
+
+def _manifest(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_folder_out_holds_every_original_unchanged_and_the_generated_images(skewed, tmp_path):
+    out = tmp_path / "balanced"
+    r = run_cli("balance", skewed["tree"], "-o", out, "--model", skewed["ckpt"], "--json")
+    assert r.code == 0, r.err
+    summary = json.loads(r.text)
+    want = max(COUNTS)
+    rows = _manifest(out / "manifest.csv")
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert sorted(row["image"] for row in rows) == files  # the manifest lists exactly the images in OUT
+    for k, name in enumerate(skewed["names"]):
+        originals = sorted((skewed["tree"] / name).iterdir())
+        for p in originals:  # byte for byte, under the same name
+            assert (out / name / p.name).read_bytes() == p.read_bytes()
+        generated = sorted((out / name).glob("gen-*.png"))
+        assert len(generated) == want - COUNTS[k]
+        assert len(list((out / name).glob("*.png"))) == want
+        mine = [row for row in rows if row["class"] == name]
+        assert {row["image"] for row in mine if row["generated"] == "1"} == {f"{name}/{p.name}" for p in generated}
+        label = sorted(skewed["names"]).index(name)  # a folder tree's classes are its sorted folder names
+        assert all(row["label"] == str(label) for row in mine)
+        assert summary["classes"][label] == {"class": name, "label": label, "in_data": COUNTS[k], "real": COUNTS[k],
+                                             "generated": want - COUNTS[k], "total": want}
+
+
+def test_an_npz_out_keeps_the_originals_first_and_flags_each_row(skewed, tmp_path):
+    out, manifest = tmp_path / "b.npz", tmp_path / "b.csv"
+    r = run_cli("balance", skewed["npz"], "-o", out, "--model", skewed["ckpt"], "--target", "cross=10,triangle=5",
+                "--manifest", manifest)
+    assert r.code == 0, r.err
+    with np.load(out) as f:
+        images, labels, generated = f["images"], f["labels"], f["generated"]
+        assert [str(s) for s in f["class_names"]] == skewed["names"]
+    n = len(skewed["y"])
+    assert np.array_equal(images[:n], skewed["x"]) and np.array_equal(labels[:n], skewed["y"])
+    assert not generated[:n].any() and generated[n:].all()
+    assert np.bincount(labels[n:], minlength=4).tolist() == [0, 0, 1, 7]
+    rows = _manifest(manifest)
+    assert [row["generated"] == "1" for row in rows] == generated.tolist()
+    assert [int(row["label"]) for row in rows] == labels.tolist()
+    # the table on stdout: per class real, generated, total
+    cells = [[c.strip() for c in ln.strip("│").split("│")] for ln in r.text.splitlines() if ln.startswith("│")]
+    lines = {c[0]: c[1:] for c in cells}
+    assert lines["cross"] == ["3", "7", "10"] and lines["circle"] == ["12", "0", "12"]
+
+
+def test_model_reproduces_the_output_for_the_same_seed(skewed, tmp_path):
+    again, other = tmp_path / "again.npz", tmp_path / "other.npz"
+    assert run_cli("balance", skewed["npz"], "-o", again, "--model", skewed["ckpt"], "--seed", "5").code == 0
+    assert run_cli("balance", skewed["npz"], "-o", other, "--model", skewed["ckpt"], "--seed", "6").code == 0
+    with np.load(skewed["first"]) as a, np.load(again) as b, np.load(other) as c:
+        assert np.array_equal(a["images"], b["images"]) and np.array_equal(a["labels"], b["labels"])
+        n = len(skewed["y"])
+        assert not np.array_equal(a["images"][n:], c["images"][n:])  # the seed draws the generated images
+
+
+def test_only_generated_writes_the_new_images_alone(skewed, tmp_path):
+    out = tmp_path / "new"
+    r = run_cli("balance", skewed["tree"], "-o", out, "--model", skewed["ckpt"], "--only-generated",
+                "--target", "triangle=6,cross=6")
+    assert r.code == 0, r.err
+    rows = _manifest(out / "manifest.csv")
+    assert all(row["generated"] == "1" for row in rows)
+    assert [len(list((out / n).glob("*.png"))) for n in skewed["names"]] == [0, 0, 2, 3]
+
+
+def test_the_stream_carries_the_images_and_the_manifest_says_which_are_generated(skewed, tmp_path):
+    from gantools.data.stream import read_stream
+
+    manifest = tmp_path / "m.csv"
+    r = run_cli("balance", skewed["npz"], "-o", "-", "--model", skewed["ckpt"], "--manifest", manifest)
+    assert r.code == 0, r.err
+    items = list(read_stream(io.BytesIO(r.out), "<stdout>"))
+    images = [v for kind, v in items if kind == "image"]
+    meta = next(v for kind, v in items if kind == "meta")
+    rows = _manifest(manifest)
+    assert len(images) == len(rows) == 4 * max(COUNTS)
+    assert [int(row["label"]) for row in rows] == meta["labels"].tolist()
+    assert np.array_equal(np.asarray(images[0]), skewed["x"][0])
+    assert "generated" in r.err  # the table goes to stderr: stdout is the stream
+
+
+def test_an_error_while_writing_leaves_nothing(skewed, tmp_path, monkeypatch):
+    import gantools.data.stream
+    from gantools.balance import Training, balance
+
+    calls = []
+
+    def failing(image):
+        calls.append(1)
+        if len(calls) > 5:
+            raise OSError("disk full")
+        return b"png"
+
+    monkeypatch.setattr(gantools.data.stream, "encode_png", failing)
+    out = tmp_path / "out"
+    with pytest.raises(OSError):
+        balance(str(skewed["npz"]), str(out), training=Training(), checkpoint=str(skewed["ckpt"]), device="cpu")
+    assert not out.exists()
+
+
+def _bad_sets(root: Path) -> dict:
+    x, y, names = _skewed()
+    np.savez(root / "unlabelled.npz", images=x)
+    np.savez(root / "one.npz", images=x[y == 0], labels=y[y == 0])
+    tiny_x, tiny_y, _ = _skewed([5, 4, 1, 3])
+    np.savez(root / "small.npz", images=tiny_x, labels=tiny_y, class_names=np.array(names))
+    np.savez(root / "three.npz", images=x[y < 3], labels=y[y < 3], class_names=np.array(names[:3]))
+    return {"unlabelled": root / "unlabelled.npz", "one": root / "one.npz", "small": root / "small.npz",
+            "three": root / "three.npz"}
+
+
+@pytest.mark.parametrize("case, code, words", [
+    ("unlabelled", 1, "has no labels"),
+    ("one", 1, "has one class"),
+    ("small", 1, "class triangle has 1 image; each class needs at least 2"),
+    ("below-n", 2, "--target 10: 10 is below the 12 images class circle has"),
+    ("below-class", 2, "--target square=2: 2 is below the 9 images class square has"),
+    ("unknown-class", 2, "--target star=20: no class 'star'"),
+    ("bad-target", 2, "--target lots: expected max, a number, or CLASS=N"),
+    ("stream-without-manifest", 2, "give --manifest FILE.csv"),
+    ("model-and-steps", 2, "--steps train a new balancer"),
+    ("model-other-classes", 1, "trained on classes circle, square, triangle, cross; DATA has circle, square, triangle"),
+    ("test-without-evaluate", 2, "--test-split go with --evaluate"),
+    ("out-inside-data", 2, "inside DATA"),
+    ("unknown-suffix", 2, "balance writes a folder of class subfolders, x.npz, x.h5 or -"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(skewed, tmp_path, case, code, words):
+    sets = _bad_sets(tmp_path)
+    out = tmp_path / "out"
+    data = sets.get(case, skewed["npz"])
+    args = {"below-n": ["--target", "10"], "below-class": ["--target", "square=2"],
+            "unknown-class": ["--target", "star=20"], "bad-target": ["--target", "lots"],
+            "model-and-steps": ["--model", skewed["ckpt"], "--steps", "3"],
+            "model-other-classes": ["--model", skewed["ckpt"]], "test-without-evaluate": ["--test-split", "0.3"]
+            }.get(case, TRAIN)
+    if case == "model-other-classes":
+        data = sets["three"]
+    if case == "stream-without-manifest":
+        out = "-"
+    if case == "out-inside-data":
+        data, out = skewed["tree"], skewed["tree"] / "balanced"
+    if case == "unknown-suffix":
+        out = tmp_path / "out.tar"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    save = [] if "--model" in args else ["--save-model", tmp_path / "m.pt"]
+    r = run_cli("balance", data, "-o", out, *save, *args)
+    assert r.code == code and r.out == b"", r.err
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], r.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no OUT, no m.pt
+    if case == "out-inside-data":
+        assert not out.exists()
+
+
+def test_an_existing_output_is_refused_before_any_work(skewed, tmp_path):
+    out = tmp_path / "b.npz"
+    out.write_bytes(b"mine")
+    r = run_cli("balance", skewed["npz"], "-o", out, *TRAIN)
+    assert r.code == 1 and "exists; give --overwrite" in r.err and "train acgan" not in r.err
+    assert out.read_bytes() == b"mine"
+
+
+def test_evaluate_reports_the_three_classifiers_side_by_side(skewed, tmp_path):
+    r = run_cli("balance", skewed["npz"], "--evaluate", "--test-split", "0.25", "--classifier-epochs", "1",
+                "--json", *TRAIN)
+    assert r.code == 0, r.err
+    report = json.loads(r.text)
+    assert set(report["columns"]) == {"as_is", "balanced", "oversampled"}
+    assert report["classifier"].startswith("small CNN")
+    assert report["minority_classes"] == ["triangle", "cross"]
+    for c in report["classes"]:
+        assert c["train"] + c["test"] == COUNTS[skewed["names"].index(c["class"])]
+        assert all(0 <= c["accuracy"][m] <= 1 for m in report["columns"])
+        assert 0 <= c["generated_accuracy"] <= 1
+        assert c["ssim_generated"] <= 1 and c["ssim_real"] <= 1
+    sizes = {m: v["train_images"] for m, v in report["columns"].items()}
+    train_total = sum(c["train"] for c in report["classes"])
+    assert sizes["as_is"] == train_total and sizes["balanced"] == sizes["oversampled"] == 4 * max(
+        c["train"] for c in report["classes"])
+    for m, v in report["columns"].items():
+        accs = [c["accuracy"][m] for c in report["classes"]]
+        assert v["macro"] == pytest.approx(np.mean(accs))
+        assert v["minority"] == pytest.approx(np.mean(accs[2:]))
+
+
+def test_evaluate_prints_tables_and_takes_a_test_set(skewed, tmp_path):
+    r = run_cli("balance", skewed["npz"], "--evaluate", "--test", skewed["tree"], "--model", skewed["ckpt"],
+                "--classifier-epochs", "1")
+    assert r.code == 0, r.err
+    for words in ("(a) as-is", "(b) acgan", "(c) oversampled", "minority *", "macro", "SSIM generated", "SSIM real"):
+        assert words in r.text
+
+
+# ----------------------------------------------------------------------------- the API's pieces
+
+
+def test_ssim_is_one_for_identical_images_and_falls_with_noise():
+    import torch
+
+    from gantools.balance import ssim
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 32, 32, generator=g)
+    assert torch.allclose(ssim(x, x), torch.ones(4), atol=1e-6)
+    scores = [float(ssim(x, (x + s * torch.randn(x.shape, generator=g)).clamp(0, 1)).mean()) for s in (0.02, 0.1, 0.3)]
+    assert 1 > scores[0] > scores[1] > scores[2]
+    y = torch.rand(4, 3, 32, 32, generator=g)
+    assert torch.allclose(ssim(x, y), ssim(y, x))
+
+
+def test_pair_ssim_compares_different_images():
+    import torch
+
+    from gantools.balance import pair_ssim
+
+    same = torch.full((5, 1, 16, 16), 100, dtype=torch.uint8)
+    assert pair_ssim(same, 20) == pytest.approx(1.0)
+    noise = torch.randint(0, 256, (5, 1, 16, 16), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    assert pair_ssim(noise, 20) < 0.2 and pair_ssim(noise[:1], 20) is None
+
+
+def test_targets():
+    from gantools.balance import parse_target
+    from gantools.errors import UsageError
+
+    names = ["a", "b", "c"]
+    assert parse_target("max", [5, 2, 9], names) == [9, 9, 9]
+    assert parse_target("9", [5, 2, 9], names) == [9, 9, 9]
+    assert parse_target("b=4,0=6", [5, 2, 9], names) == [6, 4, 9]
+    with pytest.raises(UsageError, match="given twice"):
+        parse_target("a=6,0=7", [5, 2, 9], names)
+
+
+def test_oversampling_fills_each_class_with_copies_of_its_own_images():
+    import torch
+
+    from gantools.balance import LabelledImages, oversample
+
+    x, y, names = _skewed()
+    data = LabelledImages(torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(y), names, "toy")
+    filled = oversample(data, [12, 12, 12, 12], seed=0)
+    assert filled.counts() == [12] * 4
+    n = len(y)
+    flipped = 0
+    for img, k in zip(filled.images[n:], filled.labels[n:]):
+        own = data.images[data.labels == k]
+        if not (own == img).flatten(1).all(1).any():
+            assert (own == img.flip(-1)).flatten(1).all(1).any()
+            flipped += 1
+    assert 0 < flipped < len(filled.labels) - n
+
+
+def test_split_per_class_holds_out_each_class(tmp_path):
+    import torch
+
+    from gantools.balance import LabelledImages, split_per_class
+
+    x, y, names = _skewed()
+    data = LabelledImages(torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(y), names, "toy")
+    train, test = split_per_class(data, 0.25, seed=0)
+    assert test.counts() == [3, 2, 1, 1] and train.counts() == [9, 7, 3, 2]
+    assert split_per_class(data, 0.25, seed=0)[1].images.equal(test.images)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(__import__("sys").platform == "win32", reason="POSIX signals")
+def test_ctrl_c_while_training_exits_130_and_writes_nothing(skewed, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    args = ["balance", str(skewed["npz"]), "-o", "out", "--save-model", "m.pt", *TRAIN[:2], "--steps", "1000000",
+            *TRAIN[4:]]
+    p = subprocess.Popen([sys.executable, "-m", "gantools", *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(12)
+    assert p.poll() is None, p.communicate()[1].decode()
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    lines = [ln for ln in err.decode().splitlines() if "error" in ln or "interrupted" in ln]
+    assert p.returncode == 130 and out == b""
+    # before training: Ctrl-C's own line; while training: the trainer stops and balance says so
+    assert lines in (["gantools: interrupted"],
+                     ["gantools: error: interrupted while training the acgan balancer; nothing was written"]), err
+    assert sorted(os.listdir(tmp_path)) == []
