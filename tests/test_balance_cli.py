@@ -1,7 +1,7 @@
 """`gantools balance`: the output holds every original unchanged plus exactly the requested generated images
 per class; the generated flags, the manifest and the files agree; --model reproduces an output; bad input is
-one line and writes nothing; --evaluate reports the three classifiers side by side. The balancer here is
-acgan with tiny networks (the command is model-agnostic; its default, bagan, trains the same way)."""
+one line and writes nothing; --evaluate reports the three classifiers side by side. The balancer is the
+default, bagan, with tiny networks, and once acgan (--gan-model: any registered conditional model)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ import pytest
 from conftest import TINY_DCGAN, run_cli
 
 COUNTS = [12, 9, 4, 3]  # a skewed toy:shapes: circle, square, triangle, cross
-TRAIN = ["--gan-model", "acgan", "--steps", "2", "--batch-size", "8", "--set", "ngf=8", "--set", "ndf=8"]
+TINY = ["--batch-size", "8", "--set", "ngf=8", "--set", "ndf=8"]
+TRAIN = ["--steps", "2", *TINY, "--set", "ae_steps=2", "--set", "hidden=32"]  # bagan, the default
+ACGAN = ["--gan-model", "acgan", "--steps", "2", *TINY]
 
 
 def _skewed(n_per_class=COUNTS):
@@ -208,16 +210,16 @@ def test_an_existing_output_is_refused_before_any_work(skewed, tmp_path):
     out = tmp_path / "b.npz"
     out.write_bytes(b"mine")
     r = run_cli("balance", skewed["npz"], "-o", out, *TRAIN)
-    assert r.code == 1 and "exists; give --overwrite" in r.err and "train acgan" not in r.err
+    assert r.code == 1 and "exists; give --overwrite" in r.err and "train " not in r.err  # before training
     assert out.read_bytes() == b"mine"
 
 
 def test_evaluate_reports_the_three_classifiers_side_by_side(skewed, tmp_path):
     r = run_cli("balance", skewed["npz"], "--evaluate", "--test-split", "0.25", "--classifier-epochs", "1",
-                "--json", *TRAIN)
+                "--json", *ACGAN)
     assert r.code == 0, r.err
     report = json.loads(r.text)
-    assert set(report["columns"]) == {"as_is", "balanced", "oversampled"}
+    assert set(report["columns"]) == {"as_is", "balanced", "oversampled"} and report["model"] == "acgan"
     assert report["classifier"].startswith("small CNN")
     assert report["minority_classes"] == ["triangle", "cross"]
     for c in report["classes"]:
@@ -239,7 +241,7 @@ def test_evaluate_prints_tables_and_takes_a_test_set(skewed, tmp_path):
     r = run_cli("balance", skewed["npz"], "--evaluate", "--test", skewed["tree"], "--model", skewed["ckpt"],
                 "--classifier-epochs", "1")
     assert r.code == 0, r.err
-    for words in ("(a) as-is", "(b) acgan", "(c) oversampled", "minority *", "macro", "SSIM generated", "SSIM real"):
+    for words in ("(a) as-is", "(b) bagan", "(c) oversampled", "minority *", "macro", "SSIM generated", "SSIM real"):
         assert words in r.text
 
 
@@ -326,8 +328,8 @@ def test_ctrl_c_while_training_exits_130_and_writes_nothing(skewed, tmp_path):
     from conftest import ROOT
 
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    args = ["balance", str(skewed["npz"]), "-o", "out", "--save-model", "m.pt", *TRAIN[:2], "--steps", "1000000",
-            *TRAIN[4:]]
+    args = ["balance", str(skewed["npz"]), "-o", "out", "--save-model", "m.pt", "--steps", "1000000", *TINY,
+            "--set", "ae_steps=2", "--set", "hidden=32"]
     p = subprocess.Popen([sys.executable, "-m", "gantools", *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(12)
@@ -338,5 +340,5 @@ def test_ctrl_c_while_training_exits_130_and_writes_nothing(skewed, tmp_path):
     assert p.returncode == 130 and out == b""
     # before training: Ctrl-C's own line; while training: the trainer stops and balance says so
     assert lines in (["gantools: interrupted"],
-                     ["gantools: error: interrupted while training the acgan balancer; nothing was written"]), err
+                     ["gantools: error: interrupted while training the bagan balancer; nothing was written"]), err
     assert sorted(os.listdir(tmp_path)) == []
