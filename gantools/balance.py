@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gantools.errors import GantoolsError, Interrupted, UsageError
-from gantools.log import info, warn
+from gantools.log import info
 
 DEFAULT_MODEL = "bagan"
 FOLDER_KIND = "balance"  # the kind in the manifest of OUT and of its class folders (fsutil.OutputFolder)
@@ -160,8 +160,8 @@ def split_per_class(data: LabelledImages, fraction: float, seed: int) -> tuple[L
                                 f"{n_test} for testing and keep {MIN_CLASS_IMAGES} to train on")
         test_idx.append(idx[:n_test])
         train_idx.append(idx[n_test:])
-    pick = lambda parts: torch.from_numpy(np.sort(np.concatenate(parts)))  # noqa: E731
-    return data.subset(pick(train_idx)), data.subset(pick(test_idx))
+    return (data.subset(torch.from_numpy(np.sort(np.concatenate(train_idx)))),
+            data.subset(torch.from_numpy(np.sort(np.concatenate(test_idx)))))
 
 
 def oversample(data: LabelledImages, targets: list[int], seed: int) -> LabelledImages:
@@ -467,8 +467,7 @@ def write_arrays(out: str, data: LabelledImages, gen_images: torch.Tensor, gen_l
             writer.write(_hwc(data.images), data.labels.numpy())
         if len(gen_labels):
             writer.write(_hwc(gen_images), gen_labels)
-    name = (lambda i: f"{i:06d}.png") if kind == "stream" else str
-    return [{"image": name(i), "class": data.class_names[k], "label": int(k), "generated": int(g),
+    return [{"image": f"{i:06d}.png" if kind == "stream" else str(i), "class": data.class_names[k], "label": int(k), "generated": int(g),
              "source": f"{data.source}#{i}" if not g else ""}
             for i, (k, g) in enumerate(zip(labels.tolist(), generated.tolist()))]
 
@@ -492,6 +491,8 @@ def balance(data: str, out: str, target: str = "max", training: Training | None 
     images, ds = open_labelled(data)
     counts = images.counts()
     targets = parse_target(target, counts, images.class_names)
+    if only_generated and targets == counts:
+        raise UsageError(f"--only-generated: nothing to generate, every class already has --target {target}")
     files = original_files(data, images) if kind == "folder" and not only_generated else None
     ck = obtain_balancer(images, data, training, checkpoint=checkpoint, save_model=save_model,
                          overwrite=overwrite, seed=seed, device=device)
@@ -523,15 +524,18 @@ def balance(data: str, out: str, target: str = "max", training: Training | None 
 # ----------------------------------------------------------------------------- --evaluate: classifiers
 
 
+def _conv_stage(inputs: int, outputs: int) -> list[nn.Module]:
+    return [nn.Conv2d(inputs, outputs, 3, padding=1, bias=False), nn.BatchNorm2d(outputs), nn.ReLU(inplace=True)]
+
+
 class SmallCNN(nn.Module):
     """The classifier for images under RESNET_FROM px: three conv-BN-ReLU stages (32, 64, 128 channels), the
     first two halving the size, global average pooling, a linear layer."""
 
     def __init__(self, channels: int, num_classes: int):
         super().__init__()
-        stage = lambda i, o: [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True)]  # noqa: E731
-        self.features = nn.Sequential(*stage(channels, 32), nn.MaxPool2d(2), *stage(32, 64), nn.MaxPool2d(2),
-                                      *stage(64, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.features = nn.Sequential(*_conv_stage(channels, 32), nn.MaxPool2d(2), *_conv_stage(32, 64),
+                                      nn.MaxPool2d(2), *_conv_stage(64, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Linear(128, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -550,7 +554,7 @@ class _Grey3(nn.Module):
 
 
 def classifier_name(size: int) -> str:
-    return ("ResNet-18 (torchvision, untrained start)" if size >= RESNET_FROM
+    return (f"ResNet-18 (torchvision, no pretrained weights; images of {RESNET_FROM} px and up)" if size >= RESNET_FROM
             else f"small CNN (3 conv stages; images under {RESNET_FROM} px)")
 
 
@@ -636,9 +640,10 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5,
     g = torch.exp(-((torch.arange(window, dtype=torch.float64) - (window - 1) / 2) ** 2) / (2 * sigma ** 2))
     g = (g / g.sum()).to(x.dtype)
     w = (g[:, None] * g[None, :]).expand(c, 1, window, window).to(x.device)
-    blur = lambda t: F.conv2d(t, w, groups=c)  # noqa: E731
-    mx, my = blur(x), blur(y)
-    vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    mx, my = F.conv2d(x, w, groups=c), F.conv2d(y, w, groups=c)
+    vx = F.conv2d(x * x, w, groups=c) - mx * mx
+    vy = F.conv2d(y * y, w, groups=c) - my * my
+    cxy = F.conv2d(x * y, w, groups=c) - mx * my
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
     return s.flatten(1).mean(1)

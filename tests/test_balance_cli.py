@@ -177,6 +177,7 @@ def _bad_sets(root: Path) -> dict:
     ("test-without-evaluate", 2, "--test-split go with --evaluate"),
     ("out-inside-data", 2, "inside DATA"),
     ("unknown-suffix", 2, "balance writes a folder of class subfolders, x.npz, x.h5 or -"),
+    ("nothing-to-generate", 2, "--only-generated: nothing to generate"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(skewed, tmp_path, case, code, words):
     sets = _bad_sets(tmp_path)
@@ -185,7 +186,8 @@ def test_bad_input_is_one_line_and_writes_nothing(skewed, tmp_path, case, code, 
     args = {"below-n": ["--target", "10"], "below-class": ["--target", "square=2"],
             "unknown-class": ["--target", "star=20"], "bad-target": ["--target", "lots"],
             "model-and-steps": ["--model", skewed["ckpt"], "--steps", "3"],
-            "model-other-classes": ["--model", skewed["ckpt"]], "test-without-evaluate": ["--test-split", "0.3"]
+            "model-other-classes": ["--model", skewed["ckpt"]], "test-without-evaluate": ["--test-split", "0.3"],
+            "nothing-to-generate": ["--only-generated", "--target", "circle=12", *TRAIN],
             }.get(case, TRAIN)
     if case == "model-other-classes":
         data = sets["three"]
@@ -342,3 +344,20 @@ def test_ctrl_c_while_training_exits_130_and_writes_nothing(skewed, tmp_path):
     assert lines in (["gantools: interrupted"],
                      ["gantools: error: interrupted while training the bagan balancer; nothing was written"]), err
     assert sorted(os.listdir(tmp_path)) == []
+
+
+@pytest.mark.parametrize("channels, size, kind", [(1, 28, "SmallCNN"), (3, 32, "SmallCNN"), (1, 64, "_Grey3"),
+                                                  (3, 96, "_Grey3")])
+def test_the_classifier_is_a_small_cnn_under_64_px_and_resnet18_from_64(channels, size, kind):
+    import torch
+
+    from gantools.balance import build_classifier, classifier_name
+
+    net = build_classifier(channels, size, 5).eval()
+    assert type(net).__name__ == kind
+    assert classifier_name(size).startswith("ResNet-18" if size >= 64 else "small CNN")
+    if kind == "_Grey3":
+        blocks = [m for m in net.net.modules() if type(m).__name__ == "BasicBlock"]
+        assert type(net.net).__name__ == "ResNet" and len(blocks) == 8  # ResNet-18: 4 stages of 2 blocks
+    with torch.no_grad():
+        assert net(torch.zeros(2, channels, size, size)).shape == (2, 5)
