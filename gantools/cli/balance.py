@@ -50,7 +50,7 @@ def balance(
     test: Optional[str] = typer.Option(None, "--test", help="With --evaluate: held-out real images to test on (DATA's classes) [default: --test-split of DATA].",
                                        autocompletion=complete_data),
     test_split: Optional[float] = typer.Option(None, "--test-split", help="With --evaluate: the fraction of each class of DATA held out for testing (seeded) [default: 0.2]."),
-    classifier_epochs: int = typer.Option(10, "--classifier-epochs", help="With --evaluate: passes of each classifier over its training set."),
+    classifier_epochs: Optional[int] = typer.Option(None, "--classifier-epochs", help="With --evaluate: passes of each classifier over its training set [default: 10]."),
     seed: int = typer.Option(0, "--seed", help="Seed of the GAN's training and of the generated images (and of --evaluate's split and classifiers)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps.", autocompletion=complete_devices),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace gantools' own earlier output at OUT, or an existing file named by -o, --manifest or --save-model (never DATA)."),
@@ -75,14 +75,13 @@ def balance(
             raise UsageError("--test and --test-split: test on one or the other")
         from gantools.balance import evaluate_balance
 
-        report = evaluate_balance(data, test, 0.2 if test_split is None else test_split, target, training,
-                                  checkpoint=model, save_model=save_model, overwrite=overwrite,
-                                  classifier_epochs=classifier_epochs, seed=seed, device=device)
+        given = {k: v for k, v in (("test_split", test_split), ("classifier_epochs", classifier_epochs)) if v is not None}
+        report = evaluate_balance(data, test, target=target, training=training, checkpoint=model, save_model=save_model,
+                                  overwrite=overwrite, seed=seed, device=device, **given)
         print_json(report) if json_ else _print_evaluation(report)
         return
-    given = [flag for flag, v in (("--test", test), ("--test-split", test_split)) if v is not None]
-    if classifier_epochs != 10:
-        given.append("--classifier-epochs")
+    given = [flag for flag, v in (("--test", test), ("--test-split", test_split),
+                                  ("--classifier-epochs", classifier_epochs)) if v is not None]
     if given:
         raise UsageError(f"{', '.join(given)} go with --evaluate")
     out = require_output_or_pipe(out, "balanced set")
