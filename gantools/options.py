@@ -127,6 +127,7 @@ RANGES: dict[str, Range] = {
     "miss_rate": Range(float, 0, 1, lo_open=True, hi_open=True),
     "validation_rate": Range(float, 0, 0.5, lo_open=True, special={0: "none"}),  # impute
     "seed": Range(int, 0, SEED_MAX),
+    "nproc": AT_LEAST_1,  # train: processes on this machine
 }
 
 # The words of train's word-valued options: their CLI types (what TAB offers and what is accepted) and

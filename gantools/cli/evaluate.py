@@ -81,6 +81,8 @@ def evaluate(
                              inception_weights=inception_weights,
                              kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, is_splits=is_splits,
                              ema=ema)
+    if report is None:  # a rank other than 0 under torchrun: rank 0 reports
+        return
     if json_:
         print_json(report)
     else:

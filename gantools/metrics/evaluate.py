@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
+from gantools import distributed
 from gantools.log import info, warn
 
 DEFAULT_GENERATED = 10_000
@@ -26,7 +27,8 @@ def evaluate(fake: str, real: Optional[str] = None, metrics: str | Sequence[str]
              per_class: bool = False, save_stats: str | Path | None = None, overwrite: bool = False,
              inception_weights: str | Path | None = None, kid_subsets: int = 100, kid_subset_size: int = 1000,
              is_splits: int = 10, ema: bool = True) -> dict:
-    """Score FAKE (against REAL where a metric needs it); returns the report dict.
+    """Score FAKE (against REAL where a metric needs it); returns the report dict (None on ranks other
+    than 0 under torchrun: each rank extracts a share of the features, rank 0 scores them).
 
     `fake`/`real`: a data source (as `open_source` reads, "-" for the stream on stdin), a checkpoint
     (`n` images generated from `seed`, default 10,000) or a statistics file from `save_stats`.
@@ -45,6 +47,9 @@ def evaluate(fake: str, real: Optional[str] = None, metrics: str | Sequence[str]
                                   kid_subset_size=kid_subset_size, is_splits=is_splits))
     if fake == "-" and real == "-":
         raise UsageError("FAKE and --real cannot both be '-' (there is one stdin)")
+    group = distributed.join()  # under torchrun: every rank extracts a share, rank 0 scores (gantools.distributed)
+    if group.world > 1 and "-" in (fake, real):
+        raise UsageError("'-': the image stream on stdin cannot be shared by several processes; give a file")
 
     fake_kind = _classify(fake)
     real_kind = _classify(real) if real is not None else None
@@ -74,7 +79,7 @@ def evaluate(fake: str, real: Optional[str] = None, metrics: str | Sequence[str]
 
     from gantools.generate import resolve_device
 
-    device_ = resolve_device(device)
+    device_ = distributed.local_device(resolve_device(device))
     want_logits = "is" in names
     ctx = _Context(device_, batch_size, inception_weights, want_logits, seed, n, ema, per_class)
 
@@ -84,6 +89,8 @@ def evaluate(fake: str, real: Optional[str] = None, metrics: str | Sequence[str]
     real_job = ctx.open(real, real_kind, "REAL", logits=False) if real is not None else None
     fake_set = fake_job()
     real_set = real_job() if real_job is not None else None
+    if not group.main:  # its share of the features went to rank 0, which scores and reports
+        return None
 
     options = {"device": str(device_), "seed": seed, "kid_subsets": kid_subsets,
                "kid_subset_size": kid_subset_size, "is_splits": is_splits}
@@ -261,7 +268,7 @@ class _Context:
             info(f"{label}: {name}: {total} images, {s.channels}x{s.height}x{s.width}")
             ex = self._extractor()
             batches = _take(s.batches(max(ex.batch_size, 64)), total)
-            out = ex.run(batches, name, total, class_names=s.class_names, logits=logits)
+            out = distributed.extract(ex, batches, name, total, class_names=s.class_names, logits=logits)
             self.rates[label] = ex.images_per_second
             return out
 
@@ -286,7 +293,7 @@ class _Context:
             ex = self._extractor()
             info(f"{label}: {spec}: generating {n} images (seed {self.seed})")
             gen = generate_batches(ck, n, self.seed, max(ex.batch_size, 64), self.device, ema=self.ema, G=G)
-            out = ex.run(((x, y) for x, y, _z in gen), spec, n, class_names=names, logits=logits)
+            out = distributed.extract(ex, ((x, y) for x, y, _z in gen), spec, n, class_names=names, logits=logits)
             self.rates[label] = ex.images_per_second
             return out
 
