@@ -127,7 +127,12 @@ RANGES: dict[str, Range] = {
     "miss_rate": Range(float, 0, 1, lo_open=True, hi_open=True),
     "validation_rate": Range(float, 0, 0.5, lo_open=True, special={0: "none"}),  # impute
     "seed": Range(int, 0, SEED_MAX),
-    "nproc": AT_LEAST_1,  # train: processes on this machine
+    # train: augmentation and evaluation during training
+    "ada_target": Range(float, 0, 1, lo_open=True),
+    "ada_kimg": POSITIVE,
+    "eval_every": Range(int, 1, special={0: "never"}),
+    "eval_n": Range(int, 2),  # FID's covariance and KID's pairs need two images
+    "patience": AT_LEAST_1,
 }
 
 # The words of train's word-valued options: their CLI types (what TAB offers and what is accepted) and
@@ -136,6 +141,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "compile": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "lr_schedule": ("constant", "linear"),
     "updates": ("alternating", "simultaneous"),
+    "augment": ("diffaug", "ada", "none"),
+    "eval_metric": ("fid", "kid"),
 }
 
 

@@ -15,6 +15,7 @@ from gantools.options import CHOICES
 
 # The words three options take: as their types, they are both what TAB offers and what is accepted.
 COMPILE_MODES, LR_SCHEDULES, UPDATE_SCHEMES = CHOICES["compile"], CHOICES["lr_schedule"], CHOICES["updates"]
+AUGMENTS, EVAL_METRICS = CHOICES["augment"], CHOICES["eval_metric"]
 
 
 @app.command(
@@ -58,37 +59,36 @@ def train(
     resolution: Optional[int] = typer.Option(None, help="Resize images to this size [default: from the data]."),
     channels: Optional[int] = typer.Option(None, help="1 (grey) or 3 (RGB) [default: from the data]."),
     compile: Optional[Literal[COMPILE_MODES]] = typer.Option(None, "--compile", help="torch.compile G and D in this mode (reduce-overhead: with CUDA graphs) [default: off]."),
-    cuda_graphs: Optional[bool] = typer.Option(None, "--cuda-graphs/--no-cuda-graphs", help="Replay each step as one CUDA graph (in-memory data, constant LR, no GP/R1, one process) [default: on where possible]."),
-    nproc: Optional[int] = typer.Option(None, "--nproc", help="Train with N processes on this machine (one per GPU; gloo on the CPU), started through torch.distributed.run; --batch-size is the global batch. Under torchrun, leave it out [default: 1]."),
-    sync_bn: Optional[bool] = typer.Option(None, "--sync-bn/--no-sync-bn", help="With several processes, batch norm over the global batch (SyncBatchNorm; CUDA only) instead of each process's rows [default: off]."),
+    cuda_graphs: Optional[bool] = typer.Option(None, "--cuda-graphs/--no-cuda-graphs", help="Replay each step as one CUDA graph (in-memory data, constant LR, no GP/R1) [default: on where possible]."),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast [default: on for CUDA, off for CPU]."),
     r1: Optional[float] = typer.Option(None, "--r1", help="R1 penalty weight gamma on real data (Mescheder et al. 2018) [default: the model's, else 0 (off)]."),
     lr_schedule: Optional[Literal[LR_SCHEDULES]] = typer.Option(None, "--lr-schedule", help="constant, or linear (decay to 0 at --lr-horizon) [default: the model's, else constant]."),
     lr_horizon: Optional[int] = typer.Option(None, "--lr-horizon", help="Step where a linear schedule reaches 0; fixed when the run starts and kept on --resume, so a resumed run decays as one run would. A run may not go past it with a linear schedule (its rate would be 0): resume with a later --lr-horizon to decay over the longer run (the rate then follows the new horizon from the resumed step on) [default: --steps]."),
     updates: Optional[Literal[UPDATE_SCHEMES]] = typer.Option(None, "--updates", help="alternating (G's gradient through the updated D) or simultaneous (G and D from one D pass, less work) [default: the model's, else alternating]."),
+    augment: Optional[Literal[AUGMENTS]] = typer.Option(None, "--augment", help="Augment D's inputs, real and fake alike: diffaug (DiffAugment: colour, translation, cutout), ada (adaptive: flips, translation, colour with a probability steered by D's overfitting) or none [default: none]."),
+    ada_target: Optional[float] = typer.Option(None, "--ada-target", help="ADA: the mean sign of D's scores on real images that the augmentation probability steers to [default: 0.6]."),
+    ada_kimg: Optional[float] = typer.Option(None, "--ada-kimg", help="ADA: the probability can move from 0 to 1 in this many thousand real images [default: 100]."),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Score the sampling generator (the EMA's with --ema) every N steps against --eval-real, 0 for never; logged to metrics.jsonl, the best kept as checkpoints/best.pt [default: 0]."),
+    eval_real: Optional[str] = typer.Option(None, "--eval-real", help="Real images (a data source) or a statistics file (evaluate --save-stats; FID only) for --eval-every.",
+                                            autocompletion=complete_data),
+    eval_metric: Optional[Literal[EVAL_METRICS]] = typer.Option(None, "--eval-metric", help="fid or kid for --eval-every [default: fid]."),
+    eval_n: Optional[int] = typer.Option(None, "--eval-n", help="Images generated per evaluation [default: 5000]."),
+    patience: Optional[int] = typer.Option(None, "--patience", help="Stop after K evaluations without a better score (the best stays in checkpoints/best.pt) [default: never]."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="A model hyper-parameter as KEY=VALUE (repeatable; e.g. --set ngf=32): those `gantools train MODEL --dry-run` lists under [hparams]; wins over --config's [hparams]."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
-    from gantools import distributed
     from gantools.errors import UsageError
 
-    if nproc is not None and not dry_run:
-        if distributed.launched():
-            if nproc != distributed.world_size():
-                raise UsageError(f"--nproc {nproc}: this is one of {distributed.world_size()} processes started by "
-                                 "torchrun; leave --nproc out under torchrun")
-        elif nproc > 1:  # the same command again, in nproc processes
-            import sys
-
-            raise typer.Exit(distributed.launch(nproc, _without_nproc(sys.argv[1:])))
     options = dict(model=model, data=data, steps=steps, epochs=epochs, batch_size=batch_size, lr_g=lr_g,
                    lr_d=lr_d, betas=_parse_betas(betas), n_critic=n_critic, loss=loss, z_dim=z_dim, ema=ema,
                    ema_decay=ema_decay, ema_rampup=ema_rampup, seed=seed, device=device, out=str(out) if out else None,
                    sample_every=sample_every, ckpt_every=ckpt_every, keep=keep, log_every=log_every, resolution=resolution,
                    channels=channels, compile=compile, amp=amp, lr_schedule=lr_schedule,
-                   cuda_graphs=cuda_graphs, r1=r1, updates=updates, lr_horizon=lr_horizon, sync_bn=sync_bn)
+                   cuda_graphs=cuda_graphs, r1=r1, updates=updates, lr_horizon=lr_horizon, augment=augment,
+                   ada_target=ada_target, ada_kimg=ada_kimg, eval_every=eval_every, eval_real=eval_real,
+                   eval_metric=eval_metric, eval_n=eval_n, patience=patience)
     if resume is not None:
         from gantools.train import resume as resume_run
 
@@ -101,8 +101,7 @@ def train(
         if model is not None:
             given["model"] = model
         path = resume_run(str(resume), given)
-        if path is not None:  # rank 0 (the others return None)
-            print(path)
+        print(path)
         return
 
     from gantools.options import check_values
@@ -122,19 +121,7 @@ def train(
         return
     from gantools.train import train as train_run
 
-    path = train_run(cfg)
-    if path is not None:  # rank 0 (the others return None)
-        print(path)
-
-
-def _without_nproc(argv: list[str]) -> list[str]:
-    """ARGV less --nproc N (torchrun's own parser would take --nproc for its --nproc-per-node)."""
-    out, skip = [], False
-    for arg in argv:
-        if not skip and arg != "--nproc" and not arg.startswith("--nproc="):
-            out.append(arg)
-        skip = arg == "--nproc" and not skip
-    return out
+    print(train_run(cfg))
 
 
 def _parse_betas(text: Optional[str]):
