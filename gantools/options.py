@@ -127,6 +127,7 @@ RANGES: dict[str, Range] = {
     "miss_rate": Range(float, 0, 1, lo_open=True, hi_open=True),
     "validation_rate": Range(float, 0, 0.5, lo_open=True, special={0: "none"}),  # impute
     "seed": Range(int, 0, SEED_MAX),
+    "nproc": AT_LEAST_1,  # train: processes on this machine
     # train: augmentation and evaluation during training
     "ada_target": Range(float, 0, 1, lo_open=True),
     "ada_kimg": POSITIVE,

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from gantools import checkpoint as ckpt_io
+from gantools import distributed
 from gantools.augment import AugmentedCritic, build_augment, seed_for
 from gantools.data import ImageSet, open_source
 from gantools.errors import GantoolsError, Interrupted, UsageError
@@ -81,6 +82,7 @@ class TrainConfig:
     amp: bool | None = None  # bf16 autocast; default on for CUDA
     compile: str | None = None  # torch.compile G and D with this mode: default, reduce-overhead, max-autotune
     cuda_graphs: bool | None = None  # capture the whole step as a CUDA graph (default: on where possible)
+    sync_bn: bool = False  # several processes: batch norm over all ranks' rows (SyncBatchNorm), not each rank's
     augment: str | None = None  # D's inputs augmented: "diffaug", "ada" or "none" (default: by data size)
     ada_target: float = 0.6  # ADA: the mean sign of D's scores on reals that p steers to
     ada_kimg: float = 100  # ADA: p can move from 0 to 1 in this many thousand real images
@@ -448,7 +450,8 @@ class Trainer:
             raise UsageError(f"model {cfg.model!r} is trained by `gantools {spec.trainer if spec.trainer != 'gain' else 'impute'}`, not `train`")
         self.spec = spec
         cfg = _resolve(cfg, spec)  # refuses a bad config before the data is read
-        self.device = resolve_device(cfg.device)
+        self.dist = distributed.current()  # one process, or this rank of several (gantools.distributed)
+        self.device = distributed.local_device(resolve_device(cfg.device))
 
         # ---- data, then the run's length from its size (--epochs)
         self.data = _load_data(cfg, spec)
@@ -457,6 +460,7 @@ class Trainer:
             raise UsageError(f"{cfg.data}: model {spec.name} is conditional and needs labelled data (class "
                              "folders, IDX labels, npz/h5 'labels'); this source has no labels")
         self.cfg = cfg = _resolve(cfg, spec, len(self.data))
+        self._check_distributed()
         self.loss = LOSSES.get(cfg.loss)
         self.amp = cfg.amp if cfg.amp is not None else self.device.type == "cuda"
         if resume is not None:
@@ -472,6 +476,8 @@ class Trainer:
             self.nets = obj.build_networks()
         except (ValueError, KeyError) as e:
             raise UsageError(f"model {cfg.model}: {e}") from None
+        if cfg.sync_bn and self.dist.world > 1:
+            self.nets = {name: torch.nn.SyncBatchNorm.convert_sync_batchnorm(net) for name, net in self.nets.items()}
         self.channels_last = self.data.kind == "image" and self.device.type in ("cuda", "cpu")
         for net in self.nets.values():
             net.to(self.device)
@@ -492,7 +498,7 @@ class Trainer:
             self.lr_keys[name] = lr_key
         self._graphs_wanted = graphs
         self.G_ema = None
-        if cfg.ema:
+        if cfg.ema and self.dist.main:  # rank 0 alone writes checkpoints and grids
             import copy
 
             self.G_ema = copy.deepcopy(self.nets[obj.generator]).eval().requires_grad_(False)
@@ -507,6 +513,9 @@ class Trainer:
         self.epoch, self.epoch_pos = 0, 0
         if resume is not None:
             self._restore(resume)
+        if not self.dist.main:  # the global RNG (dropout, augmentations) differs per rank; rank 0's is one process's
+            torch.manual_seed(distributed.rank_seed(cfg.seed, self.dist.rank, self.step))
+        distributed.broadcast_modules(self.nets.values())  # every rank starts from rank 0's weights
         self.fixed_inputs = self._grid_inputs()
 
         self.step_nets = dict(self.nets)
@@ -531,6 +540,16 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir else None  # train() and resume() claim and lock it
 
     # ------------------------------------------------------------------ state
+
+    def _check_distributed(self) -> None:
+        """With several processes the global batch must split evenly over them; --sync-bn needs CUDA."""
+        world, cfg = self.dist.world, self.cfg
+        if world > 1 and cfg.batch_size % world:
+            raise UsageError(f"--batch-size {cfg.batch_size}: the global batch is split over {world} processes; "
+                             f"give a multiple of {world}")
+        if world > 1 and cfg.sync_bn and self.device.type != "cuda":
+            raise UsageError("--sync-bn: torch's SyncBatchNorm runs on CUDA only; on the CPU each process "
+                             "normalises its own rows (leave --sync-bn out)")
 
     def _check_same_data(self, saved: dict) -> None:
         for key in ("kind", "channels", "resolution", "dim", "num_classes"):
@@ -581,7 +600,10 @@ class Trainer:
             **({"eval": self.evaluator.state()} if self.evaluator is not None else {}),
         )
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        """checkpoints/step-NNNNNN.pt and last.pt (rank 0 alone; other ranks None)."""
+        if not self.dist.main:
+            return None
         path = self.run_dir / "checkpoints" / f"step-{self.step:06d}.pt"
         ckpt_io.save_checkpoint(self.checkpoint(), path, overwrite=True)  # a resume may redo a step
         _publish_last(path)
@@ -595,11 +617,13 @@ class Trainer:
 
     def _epoch_orders(self):
         """Endless per-epoch index orders; epoch e's order comes from (seed, e), so resuming mid-epoch is exact.
-        Yields index batches (on the data's device for in-memory sets)."""
+        Yields index batches (on the data's device for in-memory sets). With several processes, this rank's
+        rows of each global batch (gantools.distributed), batch after batch."""
         bs = self.cfg.batch_size
         while True:
             order = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.epoch))
             order = order[self.epoch_pos * bs:len(order) - len(order) % bs]
+            order = distributed.rows(order.view(-1, bs), 1).reshape(-1)
             if self._in_memory():
                 order = order.to(self.device)  # index on the device: no host round trip per batch
             yield order
@@ -607,7 +631,7 @@ class Trainer:
 
     def _index_batches(self):
         """Endless batches of indices into an in-memory set."""
-        bs = self.cfg.batch_size
+        bs = self.cfg.batch_size // self.dist.world  # this rank's share of the global batch
         for order in self._epoch_orders():
             for start in range(0, len(order), bs):
                 self.epoch_pos += 1
@@ -620,7 +644,7 @@ class Trainer:
                 yield self._gather(idx)
             return
         for order in self._epoch_orders():
-            for x, y in self.data.batches(self.cfg.batch_size, order=order, drop_last=True):
+            for x, y in self.data.batches(self.cfg.batch_size // self.dist.world, order=order, drop_last=True):
                 self.epoch_pos += 1
                 yield x, y
 
@@ -641,11 +665,12 @@ class Trainer:
 
     def _draw(self, k: int):
         """The one place G's inputs are drawn in training (eager steps and the CUDA graph's fill alike):
-        k batches from the model's prior as {name: k x batch x ...}, and the GP's mixing weights."""
+        k batches from the model's prior as {name: k x batch x ...}, and the GP's mixing weights. With several
+        processes every rank draws the global batch's and keeps its rows (gantools.distributed)."""
         bs = self.cfg.batch_size
-        inputs = {name: t.unflatten(0, (k, bs)) for name, t in self.prior.draw(k * bs, self.gen).items()}
+        inputs = {name: distributed.rows(t.unflatten(0, (k, bs)), 1) for name, t in self.prior.draw(k * bs, self.gen).items()}
         eps = torch.rand(k, bs, device=self.device, generator=self.gen) if self.loss.gradient_penalty else None
-        return inputs, eps
+        return inputs, (distributed.rows(eps, 1) if eps is not None else None)
 
     def train_step(self, batches) -> torch.Tensor:
         """One step of the current phase: in the adversarial phase n_critic D updates and one G update.
@@ -686,6 +711,7 @@ class Trainer:
         opt = self.opts[phase.optimizer]
         opt.zero_grad(set_to_none=True)
         loss.backward(inputs=self.params[phase.optimizer])
+        distributed.average_gradients(self.params[phase.optimizer])
         opt.step()
         if self.G_ema is not None:
             self._update_ema()
@@ -729,6 +755,7 @@ class Trainer:
             if shared:  # G's gradient before D's weights change under the saved activations
                 loss_g, logs_g = d.loss_g, {}
                 self._g_update(loss_g)
+            distributed.average_gradients(self.params["D"])  # over the ranks, as one process's batch mean
             self.opts["D"].step()
         if not simultaneous:
             with autocast:
@@ -750,6 +777,7 @@ class Trainer:
     def _g_update(self, loss_g: torch.Tensor) -> None:
         self.opts["G"].zero_grad(set_to_none=True)
         loss_g.backward(inputs=self.params["G"])  # no gradients for D's weights
+        distributed.average_gradients(self.params["G"])
         self.opts["G"].step()
 
     # ------------------------------------------------------------------ CUDA graphs
@@ -759,10 +787,10 @@ class Trainer:
         wanted = cfg.cuda_graphs if cfg.cuda_graphs is not None else True
         ok = (self.device.type == "cuda" and self._in_memory() and not cfg.compile
               and cfg.lr_schedule == "constant" and not self.loss.gradient_penalty and not cfg.r1
-              and cfg.augment == "none")
+              and cfg.augment == "none" and self.dist.world == 1)  # several processes: not shown correct
         if cfg.cuda_graphs and not ok:
             warn("--cuda-graphs needs a CUDA device, in-memory data, a constant learning rate, no gradient "
-                 "penalty, no R1, no --augment and no --compile; running without")
+                 "penalty, no R1, no --augment, no --compile and one process; running without")
         return wanted and ok
 
     def _capture(self, indices) -> None:
@@ -895,8 +923,8 @@ class Trainer:
             info(f"--patience {ev.patience}: no better {self.cfg.eval_metric} in {ev.since_best} evaluations; "
                  f"stopping at step {self.step} (best: checkpoints/best.pt, step {ev.best_step})")
 
-    def _out_of_patience(self) -> bool:
-        return self.evaluator is not None and self.evaluator.out_of_patience()
+    def _out_of_patience(self) -> bool:  # rank 0 evaluates; with several processes its verdict is every rank's
+        return self.evaluator is not None and distributed.any_rank(self.evaluator.out_of_patience())
 
     def _set_learning_rates(self) -> None:
         """Each optimiser's rate for the next step (a pure function of the step: resumes exactly). A linear
@@ -917,18 +945,20 @@ class Trainer:
         """Train until the last phase's last step; returns the final checkpoint path."""
         cfg = self.cfg
         total = self.total_steps
-        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        write_config_toml(cfg.to_dict(), self.run_dir / "config.toml")
-        # the history up to this run's step (a resume drops what a killed run logged after its checkpoint)
-        with ckpt_io.atomic_path(self.run_dir / "metrics.jsonl", overwrite=True) as tmp:
-            tmp.write_text("".join(json.dumps(rec) + "\n" for rec in self.metrics))
-        metrics_file = self._metrics_file = open(self.run_dir / "metrics.jsonl", "a")
+        if self.dist.main:  # rank 0 alone writes the run folder; the other ranks log into nothing
+            (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            write_config_toml(cfg.to_dict(), self.run_dir / "config.toml")
+            # the history up to this run's step (a resume drops what a killed run logged after its checkpoint)
+            with ckpt_io.atomic_path(self.run_dir / "metrics.jsonl", overwrite=True) as tmp:
+                tmp.write_text("".join(json.dumps(rec) + "\n" for rec in self.metrics))
+        metrics_file = self._metrics_file = open(self.run_dir / "metrics.jsonl" if self.dist.main else os.devnull, "a")
         for net in self.nets.values():
             net.train()
         phase = self.phase_index()
         batches = self.batch_source()
         acc, acc_steps, t_log, t_start = None, 0, time.perf_counter(), time.perf_counter()
         last_saved: Path | None = None
+        stopping = False  # a signal reached this or (several processes) any rank: all stop at the same step
         progress = ProgressReporter(total, f"train {cfg.model}", done=self.step)
         debug(f"run folder {self.run_dir}; {len(self.data)} samples on {self.device}; "
               + "; ".join(f"{sum(p.numel() for p in net.parameters()):,} {name} params" for name, net in self.nets.items()))
@@ -939,13 +969,14 @@ class Trainer:
                 elif self._out_of_patience():
                     info(f"the run stopped early at step {self.step}: {self.evaluator.since_best} evaluations "
                          f"without a better {cfg.eval_metric} (--patience {cfg.patience})")
-                while self.step < total and stop.signal is None and not self._out_of_patience():
+                while self.step < total and not stopping and not self._out_of_patience():
                     if self.phase_index() != phase:  # a new phase: its own data stream (and CUDA graph)
                         phase = self.phase_index()
                         batches = self.batch_source()
                     self._set_learning_rates()
                     adversarial = self.phases[phase].optimizer is None
                     out = self.train_step(batches)
+                    stopping = distributed.any_rank(stop.signal is not None)
                     if self.augment is not None and adversarial and not self.augment.calls:
                         warn(f"--augment {cfg.augment}: model {cfg.model} scores images without calling D itself; "
                              "its D sees them unaugmented")
@@ -956,8 +987,8 @@ class Trainer:
                     due_log = self.step % cfg.log_every == 0 or phase_done
                     due_ckpt = self.step % cfg.ckpt_every == 0 or self.step == total
                     due_sample = cfg.sample_every > 0 and (self.step % cfg.sample_every == 0 or self.step == total)
-                    if due_log or due_ckpt or stop.signal is not None:
-                        values = (acc / acc_steps).tolist()  # the one host sync per log interval
+                    if due_log or due_ckpt or stopping:
+                        values = (distributed.mean(acc) / acc_steps).tolist()  # the one host sync per log interval
                         now = time.perf_counter()
                         if not all(math.isfinite(v) for v in values):
                             where = f"; the last good checkpoint is {last_saved}" if last_saved else ""
@@ -975,35 +1006,49 @@ class Trainer:
                         acc, acc_steps, t_log = None, 0, now
                         shown = " ".join(f"{n} {rec[n]:.3f}" for n in self.log_names[:2])
                         progress.update(self.step, f"{shown} {rec['images_per_s']:.0f} img/s")
-                    if self.evaluator is not None and adversarial and self.step % cfg.eval_every == 0:
+                    if self.evaluator is not None and adversarial and self.step % cfg.eval_every == 0 and self.dist.main:
                         self.evaluate()
-                    if due_sample:
+                    if due_sample and self.dist.main:
                         self.save_samples()
                     if due_ckpt or self._out_of_patience():
                         last_saved = self.save()
-                if stop.signal is not None:
+                if stopping:
                     last_saved = self.save()
+                    distributed.barrier()  # no rank exits (and has torchrun stop the others) before the checkpoint
                     progress.close()
-                    raise Interrupted(f"stopped by signal at step {self.step}; checkpoint written to {last_saved}")
+                    raise Interrupted(f"stopped by signal at step {self.step}; checkpoint written to "
+                                      f"{last_saved or 'the run folder by rank 0'}")
         finally:
             progress.close()
             metrics_file.close()
+        if not self.dist.main:
+            return None
         if last_saved is None:  # already at the final step: the run's last.pt, or the resumed state saved here
             last = self.run_dir / "checkpoints" / "last.pt"
             last_saved = last if last.is_file() else self.save()
         return last_saved
 
 
-def train(cfg: TrainConfig) -> Path:
+def train(cfg: TrainConfig) -> Path | None:
     """Train a model from scratch in a new run folder (locked while training); returns the final
-    checkpoint's path. An --out folder that is not empty is refused (UsageError)."""
+    checkpoint's path (None on ranks other than 0 under torchrun: rank 0 claims the folder and the
+    others train with its path). An --out folder that is not empty is refused (UsageError)."""
+    distributed.join()
     if cfg.out:  # before the data is read
-        _check_not_locked(Path(cfg.out))
-        _check_unused(Path(cfg.out))
+        def check_out() -> None:
+            _check_not_locked(Path(cfg.out))
+            _check_unused(Path(cfg.out))
+
+        distributed.on_main(check_out)
     trainer = Trainer(cfg)
-    trainer.run_dir = _claim_run_dir(cfg)
-    with run_lock(trainer.run_dir):
-        _check_unused(trainer.run_dir)  # again under the lock: a run started meanwhile may have used it
+    with contextlib.ExitStack() as held:
+        def claim() -> str:
+            run_dir = _claim_run_dir(cfg)
+            held.enter_context(run_lock(run_dir))
+            _check_unused(run_dir)  # again under the lock: a run started meanwhile may have used it
+            return str(run_dir)
+
+        trainer.run_dir = Path(distributed.on_main(claim))
         return trainer.run()
 
 
@@ -1011,14 +1056,16 @@ def resume(target: str, overrides: dict) -> Path:
     """Continue a run from RUNDIR (its checkpoints/last.pt) or a checkpoint file.
 
     `overrides` may set steps or epochs (the new total), lr_horizon (a new end for a linear schedule), device,
-    sample_every, ckpt_every, keep, log_every, compile, amp, cuda_graphs.
+    sample_every, ckpt_every, keep, log_every, compile, amp, cuda_graphs, sync_bn (how the run executes; the
+    number of processes may change too).
     """
+    distributed.join()  # with several processes rank 0 checks and locks the folder, all ranks read the checkpoint
     path = Path(target)
     if path.is_dir():
-        _check_not_locked(path)  # a training that has not written a checkpoint yet is named too
+        distributed.on_main(lambda: _check_not_locked(path))  # a training that has not written a checkpoint yet is named too
         path = path / "checkpoints" / "last.pt"
     allowed = {"steps", "epochs", "lr_horizon", "device", "sample_every", "ckpt_every", "keep", "log_every", "compile",
-               "amp", "cuda_graphs"}
+               "amp", "cuda_graphs", "sync_bn"}
     bad = sorted(k for k, v in overrides.items() if v is not None and k not in allowed)
     if bad:
         raise UsageError(f"--resume: {', '.join('--' + b.replace('_', '-') for b in bad)} cannot change on resume")
@@ -1027,13 +1074,16 @@ def resume(target: str, overrides: dict) -> Path:
     in_run = path.is_file() and path.resolve().parent.name == "checkpoints"
     with contextlib.ExitStack() as held:
         if in_run:  # locked before reading: a training still running in the folder is refused
-            held.enter_context(run_lock(path.resolve().parent.parent))
+            distributed.on_main(lambda: held.enter_context(run_lock(path.resolve().parent.parent)))
         ck = ckpt_io.load_checkpoint(path)
         cfg = _resume_config(path, ck, overrides)
         run_dir = path.resolve().parent.parent if in_run else Path(cfg.out or path.parent)
         if not in_run:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            held.enter_context(run_lock(run_dir))
+            def claim() -> None:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                held.enter_context(run_lock(run_dir))
+
+            distributed.on_main(claim)
         return Trainer(cfg, resume=ck, run_dir=run_dir).run()
 
 

@@ -59,7 +59,9 @@ def train(
     resolution: Optional[int] = typer.Option(None, help="Resize images to this size [default: from the data]."),
     channels: Optional[int] = typer.Option(None, help="1 (grey) or 3 (RGB) [default: from the data]."),
     compile: Optional[Literal[COMPILE_MODES]] = typer.Option(None, "--compile", help="torch.compile G and D in this mode (reduce-overhead: with CUDA graphs) [default: off]."),
-    cuda_graphs: Optional[bool] = typer.Option(None, "--cuda-graphs/--no-cuda-graphs", help="Replay each step as one CUDA graph (in-memory data, constant LR, no GP/R1) [default: on where possible]."),
+    cuda_graphs: Optional[bool] = typer.Option(None, "--cuda-graphs/--no-cuda-graphs", help="Replay each step as one CUDA graph (in-memory data, constant LR, no GP/R1, one process) [default: on where possible]."),
+    nproc: Optional[int] = typer.Option(None, "--nproc", help="Train with N processes on this machine (one per GPU; gloo on the CPU), started through torch.distributed.run; --batch-size is the global batch. Under torchrun, leave it out [default: 1]."),
+    sync_bn: Optional[bool] = typer.Option(None, "--sync-bn/--no-sync-bn", help="With several processes, batch norm over the global batch (SyncBatchNorm; CUDA only) instead of each process's rows [default: off]."),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast [default: on for CUDA, off for CPU]."),
     r1: Optional[float] = typer.Option(None, "--r1", help="R1 penalty weight gamma on real data (Mescheder et al. 2018) [default: the model's, else 0 (off)]."),
     lr_schedule: Optional[Literal[LR_SCHEDULES]] = typer.Option(None, "--lr-schedule", help="constant, or linear (decay to 0 at --lr-horizon) [default: the model's, else constant]."),
@@ -79,8 +81,18 @@ def train(
     quiet: bool = QuietOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
+    from gantools import distributed
     from gantools.errors import UsageError
 
+    if nproc is not None and not dry_run:
+        if distributed.launched():
+            if nproc != distributed.world_size():
+                raise UsageError(f"--nproc {nproc}: this is one of {distributed.world_size()} processes started by "
+                                 "torchrun; leave --nproc out under torchrun")
+        elif nproc > 1:  # the same command again, in nproc processes
+            import sys
+
+            raise typer.Exit(distributed.launch(nproc, _without_nproc(sys.argv[1:])))
     options = dict(model=model, data=data, steps=steps, epochs=epochs, batch_size=batch_size, lr_g=lr_g,
                    lr_d=lr_d, betas=_parse_betas(betas), n_critic=n_critic, loss=loss, z_dim=z_dim, ema=ema,
                    ema_decay=ema_decay, ema_rampup=ema_rampup, seed=seed, device=device, out=str(out) if out else None,
@@ -88,7 +100,7 @@ def train(
                    channels=channels, compile=compile, amp=amp, lr_schedule=lr_schedule,
                    cuda_graphs=cuda_graphs, r1=r1, updates=updates, lr_horizon=lr_horizon, augment=augment,
                    ada_target=ada_target, ada_kimg=ada_kimg, eval_every=eval_every, eval_real=eval_real,
-                   eval_metric=eval_metric, eval_n=eval_n, patience=patience)
+                   eval_metric=eval_metric, eval_n=eval_n, patience=patience, sync_bn=sync_bn)
     if resume is not None:
         from gantools.train import resume as resume_run
 
@@ -101,7 +113,8 @@ def train(
         if model is not None:
             given["model"] = model
         path = resume_run(str(resume), given)
-        print(path)
+        if path is not None:  # rank 0 (the others return None)
+            print(path)
         return
 
     from gantools.options import check_values
@@ -121,7 +134,19 @@ def train(
         return
     from gantools.train import train as train_run
 
-    print(train_run(cfg))
+    path = train_run(cfg)
+    if path is not None:  # rank 0 (the others return None)
+        print(path)
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """ARGV less --nproc N (torchrun's own parser would take --nproc for its --nproc-per-node)."""
+    out, skip = [], False
+    for arg in argv:
+        if not skip and arg != "--nproc" and not arg.startswith("--nproc="):
+            out.append(arg)
+        skip = arg == "--nproc" and not skip
+    return out
 
 
 def _parse_betas(text: Optional[str]):
