@@ -672,9 +672,10 @@ def evaluate_balance(data: str, test: str | None = None, test_split: float = 0.2
     """The BAGAN paper's protocol on the user's data. One classifier each is trained on (a) the training images
     as they are, (b) them filled up to `target` by the balancer, (c) them filled up by plain oversampling
     (`oversample`), and tested on held-out real images (`test`, else `test_split` of each class): per-class,
-    minority-class and macro accuracy. Per class also: the generated-image accuracy (classifier (a), which
-    saw all real training images, labels `judge_count` generated images) and the mean SSIM of `ssim_pairs`
-    random pairs of generated images beside that of real ones (lower: more varied)."""
+    minority-class and macro accuracy. Per class also: the generated-image accuracy (the share of `judge_count`
+    generated images that classifier (c) labels as their class: (c) saw only real images, every class as
+    often, where (a) learns to rarely answer a minority class) and the mean SSIM of `ssim_pairs` random pairs
+    of generated images beside that of real ones (lower: more varied)."""
     from gantools.fsutil import check_target
     from gantools.generate import resolve_device
 
@@ -715,7 +716,7 @@ def evaluate_balance(data: str, test: str | None = None, test_split: float = 0.2
                          "minority": _mean(acc[k] for k in minority), "macro": _mean(acc)}
     judge_labels = np.repeat(np.arange(len(counts)), judge_count)
     judged = generate_classes(ck, judge_labels, train_set.class_names, size, seed + 1, str(dev))
-    right = (predict(models["as_is"], judged, str(dev)) == torch.from_numpy(judge_labels)).float()
+    right = (predict(models["oversampled"], judged, str(dev)) == torch.from_numpy(judge_labels)).float()
     gen_acc = [float(right[judge_labels == k].mean()) for k in range(len(counts))]
     classes = []
     for k, name in enumerate(train_set.class_names):
@@ -735,5 +736,6 @@ def evaluate_balance(data: str, test: str | None = None, test_split: float = 0.2
         "classifier": classifier_name(min(size)), "classifier_epochs": classifier_epochs,
         "minority_rule": f"fewer than {MINORITY_FRACTION:g} x the largest class's training images",
         "minority_classes": [train_set.class_names[k] for k in minority],
-        "columns": results, "classes": classes, "judge_count": judge_count, "ssim_pairs": ssim_pairs,
+        "columns": results, "classes": classes, "judge": "oversampled", "judge_count": judge_count,
+        "ssim_pairs": ssim_pairs,
     }

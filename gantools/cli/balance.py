@@ -23,7 +23,7 @@ from gantools.cli.names import complete_checkpoints, complete_data, complete_dev
     "--evaluate writes no images: it trains a classifier (a small CNN under 64 px, ResNet-18 from 64 px, "
     "no pretrained weights) on the training images (a) as they are, (b) balanced by the GAN, (c) balanced by "
     "oversampling with flips, and prints each one's per-class, minority-class and macro accuracy on held-out "
-    "real images, and per class the accuracy of classifier (a) on generated images and the mean SSIM of "
+    "real images, and per class the accuracy of classifier (c) on generated images and the mean SSIM of "
     "random pairs of generated images beside real ones.",
     epilog="Examples: gantools balance ./skin -o ./skin-balanced --save-model bagan.pt ; "
     "gantools balance ./skin --evaluate --test-split 0.2 --json",
@@ -145,7 +145,7 @@ def _print_evaluation(r: dict) -> None:
     out.print(f"* minority: {r['minority_rule']} ({', '.join(r['minority_classes']) or 'none'})")
     gen = Table(title=f"generated images ({r['judge_count']} per class; mean SSIM of {r['ssim_pairs']} random "
                       "pairs, lower = more varied)", title_justify="left")
-    for name in ("class", "accuracy (judge: (a))", "SSIM generated", "SSIM real"):
+    for name in ("class", "accuracy (judge: (c))", "SSIM generated", "SSIM real"):
         gen.add_column(name, justify="left" if name == "class" else "right")
     for c in r["classes"]:
         gen.add_row(c["class"], _fmt(c["generated_accuracy"]), _fmt(c["ssim_generated"]), _fmt(c["ssim_real"]))
