@@ -292,7 +292,14 @@ def launch(nproc: int, argv: list[str]) -> int:
     """`gantools ARGV` in `nproc` processes on this machine through torch.distributed.run
     (torchrun --standalone: a free port, one machine); returns the exit code for this process: 0,
     130 when the processes were interrupted, 2 when they refused the usage, else 1. Each thread
-    count defaults to this machine's cores over `nproc` (torchrun's default is 1)."""
+    count defaults to this machine's cores over `nproc` (torchrun's default is 1). torchrun's own log
+    lines (workers started and stopped) show with -v."""
+    import logging
+
+    from gantools.log import verbosity
+
+    if verbosity() <= 0:
+        logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
