@@ -361,3 +361,24 @@ def test_the_classifier_is_a_small_cnn_under_64_px_and_resnet18_from_64(channels
         assert type(net.net).__name__ == "ResNet" and len(blocks) == 8  # ResNet-18: 4 stages of 2 blocks
     with torch.no_grad():
         assert net(torch.zeros(2, channels, size, size)).shape == (2, 5)
+
+
+def test_a_zip_of_class_folders_is_copied_member_by_member_and_h5_flags_rows(skewed, tmp_path):
+    import zipfile
+
+    import h5py
+
+    archive = tmp_path / "skew.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(skewed["tree"].rglob("*.png")):
+            zf.write(p, f"set/{p.relative_to(skewed['tree'])}")
+    out = tmp_path / "out"
+    assert run_cli("balance", f"{archive}/set", "-o", out, "--model", skewed["ckpt"]).code == 0
+    with zipfile.ZipFile(archive) as zf:
+        for member in zf.namelist():
+            assert (out / member.removeprefix("set/")).read_bytes() == zf.read(member)
+    h5 = tmp_path / "b.h5"
+    assert run_cli("balance", archive, "-o", h5, "--model", skewed["ckpt"], "--target", "cross=5").code == 0
+    with h5py.File(h5) as f:
+        assert f["generated"][()].tolist() == [False] * len(skewed["y"]) + [True] * 2
+        assert f["labels"][()][-2:].tolist() == [list(f.attrs["class_names"]).index("cross")] * 2
