@@ -1,5 +1,7 @@
 """`dcgan`: Radford et al. 2016. Strided (transposed) convolutions, batch norm, ReLU in G with a
-tanh output, LeakyReLU(0.2) in D; 32, 64 or 128 pixels square, 1 or 3 channels."""
+tanh output, LeakyReLU(0.2) in D; 32, 64 or 128 pixels square, 1 or 3 channels. Options the lectures
+discuss: G's upsampling (`upsample`: transposed convolution, resize-convolution or pixel shuffle; Odena
+et al. 2016 on checkerboard artefacts) and ProGAN's minibatch standard deviation in D (`minibatch_std`)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import math
 import torch
 from torch import nn
 
+from gantools.models.layers import MinibatchStd
 from gantools.registry import ModelSpec, register_model
 
 RESOLUTIONS = (32, 64, 128)
@@ -19,10 +22,27 @@ def _stages(resolution: int) -> int:
     return int(math.log2(resolution)) - 2  # 4x4 -> resolution in doublings
 
 
-class DCGANGenerator(nn.Module):
-    """z (N x z_dim) -> 4x4 -> ... -> resolution, channels halving each doubling, tanh output."""
+UPSAMPLE = ("deconv", "resize", "pixelshuffle")
 
-    def __init__(self, z_dim: int, channels: int, resolution: int, ngf: int):
+
+def _up(kind: str, ch_in: int, ch_out: int) -> list[nn.Module]:
+    """Layers that double the resolution: a 4x4 stride-2 transposed convolution ("deconv"), nearest-neighbour
+    resize then a 3x3 convolution ("resize"), or a 3x3 convolution to 4 x ch_out channels rearranged into 2x2
+    pixels ("pixelshuffle", ICNR-initialised by `_init_weights`: it starts as a 3x3 convolution, then a nearest-neighbour
+    resize, free of checkerboard artefacts)."""
+    if kind == "deconv":
+        return [nn.ConvTranspose2d(ch_in, ch_out, 4, 2, 1, bias=False)]
+    if kind == "resize":
+        return [nn.Upsample(scale_factor=2), nn.Conv2d(ch_in, ch_out, 3, 1, 1, bias=False)]
+    if kind == "pixelshuffle":
+        return [nn.Conv2d(ch_in, 4 * ch_out, 3, 1, 1, bias=False), nn.PixelShuffle(2)]
+    raise ValueError(f"unknown upsample {kind!r} ({', '.join(UPSAMPLE)})")
+
+
+class DCGANGenerator(nn.Module):
+    """z (N x z_dim) -> 4x4 -> ... -> resolution, channels halving each doubling (by `upsample`), tanh output."""
+
+    def __init__(self, z_dim: int, channels: int, resolution: int, ngf: int, upsample: str = "deconv"):
         super().__init__()
         self.z_dim = z_dim
         n = _stages(resolution)
@@ -31,9 +51,9 @@ class DCGANGenerator(nn.Module):
             nn.ConvTranspose2d(z_dim, ch, 4, 1, 0, bias=False), nn.BatchNorm2d(ch), nn.ReLU(True)
         ]
         for _ in range(n - 1):
-            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            layers += [*_up(upsample, ch, ch // 2), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
             ch //= 2
-        layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        layers += [*_up(upsample, ch, channels), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.apply(_init_weights)
 
@@ -52,9 +72,10 @@ def _norm(kind: str, ch: int) -> nn.Module:
 
 
 class DCGANDiscriminator(nn.Module):
-    """image -> strided convolutions with LeakyReLU(0.2) down to 4x4 -> one logit."""
+    """image -> strided convolutions with LeakyReLU(0.2) down to 4x4 (then, if `minibatch_std` > 0, the
+    minibatch standard deviation over groups of that many samples as one more feature map) -> one logit."""
 
-    def __init__(self, channels: int, resolution: int, ndf: int, norm: str = "batch"):
+    def __init__(self, channels: int, resolution: int, ndf: int, norm: str = "batch", minibatch_std: int = 0):
         super().__init__()
         n = _stages(resolution)
         layers: list[nn.Module] = [nn.Conv2d(channels, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
@@ -62,6 +83,11 @@ class DCGANDiscriminator(nn.Module):
         for _ in range(n - 1):
             layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), _norm(norm, ch * 2), nn.LeakyReLU(0.2, True)]
             ch *= 2
+        if minibatch_std < 0:
+            raise ValueError(f"minibatch_std = {minibatch_std}: a group size, or 0 for none")
+        if minibatch_std:
+            layers.append(MinibatchStd(minibatch_std))
+            ch += 1
         layers += [nn.Conv2d(ch, 1, 4, 1, 0, bias=False)]
         self.net = nn.Sequential(*layers)
         self.apply(_init_weights)
@@ -99,8 +125,15 @@ def _dense_from_4x4(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 def _init_weights(m: nn.Module) -> None:
-    """The DCGAN paper's initialisation: N(0, 0.02) weights, N(1, 0.02) norm scales."""
-    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+    """The DCGAN paper's initialisation: N(0, 0.02) weights, N(1, 0.02) norm scales; a convolution feeding a
+    pixel shuffle draws a quarter of its kernels and repeats each for its 2x2 pixels (ICNR, Aitken et al. 2017)."""
+    if isinstance(m, nn.Sequential):  # a pixel shuffle's convolution, once the whole net is built
+        for conv, shuffle in zip(m, m[1:]):
+            if isinstance(shuffle, nn.PixelShuffle):
+                w = conv.weight
+                with torch.no_grad():
+                    w.copy_(w[: w.shape[0] // 4].repeat_interleave(4, 0))
+    elif isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
         nn.init.normal_(m.weight, 0.0, 0.02)
     elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
         nn.init.normal_(m.weight, 1.0, 0.02)
@@ -108,7 +141,7 @@ def _init_weights(m: nn.Module) -> None:
 
 
 def build_generator(hp: dict, data: dict) -> nn.Module:
-    return DCGANGenerator(hp["z_dim"], data["channels"], data["resolution"], hp["ngf"])
+    return DCGANGenerator(hp["z_dim"], data["channels"], data["resolution"], hp["ngf"], hp.get("upsample", "deconv"))
 
 
 def _d_norm(hp: dict) -> str:
@@ -121,7 +154,7 @@ def _d_norm(hp: dict) -> str:
 
 
 def build_discriminator(hp: dict, data: dict) -> nn.Module:
-    return DCGANDiscriminator(data["channels"], data["resolution"], hp["ndf"], _d_norm(hp))
+    return DCGANDiscriminator(data["channels"], data["resolution"], hp["ndf"], _d_norm(hp), hp.get("minibatch_std", 0))
 
 
 register_model(ModelSpec(
@@ -132,8 +165,8 @@ register_model(ModelSpec(
     build_discriminator=build_discriminator,
     default_loss="ns",
     resolutions=RESOLUTIONS,
-    defaults={"z_dim": 100, "ngf": 64, "ndf": 64, "d_norm": "auto", "batch_size": 64, "lr_g": 2e-4,
-              "lr_d": 2e-4, "betas": [0.5, 0.999], "steps": 5000,
+    defaults={"z_dim": 100, "ngf": 64, "ndf": 64, "d_norm": "auto", "upsample": "deconv", "minibatch_std": 0,
+              "batch_size": 64, "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999], "steps": 5000,
               # G and D from one forward pass of D on the fakes, as PyTorch-GAN's dcgan.py: ~9% less work
               "updates": "simultaneous"},
 ))
