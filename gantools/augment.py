@@ -65,7 +65,6 @@ class Augment(nn.Module):
     def __init__(self, device: torch.device | str, seed: int):
         super().__init__()
         self.gen = torch.Generator(device=device).manual_seed(seed)
-        self.calls = 0  # how many batches went through (the trainer checks that D's inputs reach it)
 
     def observe(self, real_scores: torch.Tensor) -> None:
         """D's scores on the (augmented) real batch of a D step."""
@@ -89,7 +88,6 @@ class DiffAugment(Augment):
     cutout (a square of half the side, zeroed) on every image, each drawn per image."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
         n, _, h, w = x.shape
         dev = x.device
         x = x + (_uniform((n, 1, 1, 1), self.gen, dev) - 0.5)
@@ -128,7 +126,6 @@ class AdaptiveAugment(Augment):
         self.register_buffer("images", torch.zeros((), device=device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
         n, _, h, w = x.shape
         dev = x.device
 

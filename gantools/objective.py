@@ -105,6 +105,8 @@ class GANObjective:
 
     generator = "G"  # the network that samples: EMA'd, drawn in sample grids and by the commands
     update_schemes = ("alternating", "simultaneous")  # the --updates this objective's losses allow
+    # every image D scores, real or fake, goes through nets["D"](x, ...), where --augment puts its augmentation
+    augmentable = True
 
     def __init__(self, spec, hparams: dict, data: dict, loss=None):
         self.spec, self.hparams, self.data, self.loss = spec, hparams, data, loss

@@ -372,9 +372,11 @@ def _resolve(cfg: TrainConfig, spec, data_len: int | None = None) -> TrainConfig
             cfg.steps = math.ceil(cfg.epochs * (data_len // cfg.batch_size) / cfg.n_critic)
             cfg.epochs = None
         if cfg.augment is None:
-            cfg.augment = default_augment(data_len, spec.data_kind)
-    if cfg.augment not in (None, "none") and spec.data_kind != "image":
-        raise UsageError(f"--augment {cfg.augment}: augments images; model {spec.name} takes {spec.data_kind}s")
+            cfg.augment = default_augment(data_len) if augmentable(spec) else "none"
+    if cfg.augment not in (None, "none") and not augmentable(spec):
+        why = (f"takes {spec.data_kind}s" if spec.data_kind != "image"
+               else "scores images through parts of D, not all through D itself")
+        raise UsageError(f"--augment {cfg.augment}: augments D's input images; model {spec.name} {why}")
     if cfg.eval_every and not cfg.eval_real:
         raise UsageError(f"--eval-every {cfg.eval_every}: give the real images or statistics to score against as --eval-real")
     if cfg.eval_real and not cfg.eval_every:
@@ -390,9 +392,14 @@ def _resolve(cfg: TrainConfig, spec, data_len: int | None = None) -> TrainConfig
 AUGMENT_BELOW = 0  # data sets of at most this many samples train with DiffAugment by default (bench/augment.py)
 
 
-def default_augment(data_len: int, kind: str) -> str:
-    """--augment's default for a data set of `data_len` samples of `kind`."""
-    return "diffaug" if kind == "image" and data_len <= AUGMENT_BELOW else "none"
+def default_augment(data_len: int) -> str:
+    """--augment's default for an image set of `data_len` images."""
+    return "diffaug" if data_len <= AUGMENT_BELOW else "none"
+
+
+def augmentable(spec) -> bool:
+    """Whether --augment applies: images, every one of which D scores through nets["D"](x, ...)."""
+    return spec.data_kind == "image" and objective_class(spec).augmentable
 
 
 def _check_lr_horizon(cfg: TrainConfig) -> None:
@@ -977,10 +984,6 @@ class Trainer:
                     adversarial = self.phases[phase].optimizer is None
                     out = self.train_step(batches)
                     stopping = distributed.any_rank(stop.signal is not None)
-                    if self.augment is not None and adversarial and not self.augment.calls:
-                        warn(f"--augment {cfg.augment}: model {cfg.model} scores images without calling D itself; "
-                             "its D sees them unaugmented")
-                        self.augment.calls = -1  # said once
                     acc = out.clone() if acc is None else acc.add_(out)
                     acc_steps += 1
                     phase_done = self.step == self.phase_ends[phase]

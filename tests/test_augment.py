@@ -136,9 +136,12 @@ def test_ada_resumes_exactly(tmp_path, shapes):
     assert [m["ada_p"] for m in straight["metrics"]] == [m["ada_p"] for m in resumed["metrics"]]
 
 
-def test_augment_is_refused_for_vector_data(tmp_path):
-    with pytest.raises(UsageError, match="--augment diffaug"):
-        Trainer(TrainConfig(model="gan", data="toy:ring", augment="diffaug", out=str(tmp_path / "r")))
+@pytest.mark.parametrize("model, data, why", [("gan", "toy:ring", "takes vectors"),
+                                               ("infogan", "toy:shapes", "scores images through parts of D")])
+def test_augment_is_refused_where_it_cannot_reach_every_image_d_scores(tmp_path, model, data, why):
+    with pytest.raises(UsageError, match=f"--augment diffaug: augments D's input images; model {model} {why}"):
+        train(TrainConfig(model=model, data=data, augment="diffaug", out=str(tmp_path / "r")))
+    assert not (tmp_path / "r").exists()
 
 
 def test_old_checkpoints_resume_without_augmentation(tmp_path, shapes):

@@ -132,6 +132,7 @@ class InfoGANObjective(GANObjective):
 
     # Q's head is in both optimisers: a simultaneous update would clear D's gradients on it with G's
     update_schemes = ("alternating",)
+    augmentable = False  # fakes reach D's trunk directly (_heads): --augment would reach the reals only
 
     def build_networks(self) -> dict[str, nn.Module]:
         nets = super().build_networks()
