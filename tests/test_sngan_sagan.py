@@ -119,6 +119,7 @@ def test_loss_selects_its_recipe_on_the_resnet_backbone(cli, loss, want):
     assert r.code == 0, r.err
     cfg = tomllib.loads(r.text)
     assert {k: cfg[k] for k in want} == want
+    assert cfg["hparams"]["d_spectral_norm"] is (loss != "wgan-gp")  # the WGAN-GP critic: the penalty, not SN
     over = tomllib.loads(cli("train", "sngan", "--data", "toy:shapes", "--loss", loss, "--n-critic", "2",
                              "--betas", "0.1,0.2", "--dry-run").text)
     assert over["n_critic"] == 2 and over["betas"] == [0.1, 0.2]  # the user's options win

@@ -303,7 +303,7 @@ def test_dry_run_prints_the_config_the_run_uses(cli, tmp_path):
 @pytest.mark.parametrize("args,needle", [
     (["--steps", "3", "--epochs", "1"], "--steps and --epochs"),
     (["--epochs", "1", "--config", "STEPS"], "--steps and --epochs"),  # one from the file, one from the line
-    (["--set", "colour=blue"], "'colour': model dcgan has no such setting (it has: d_norm, ndf, ngf)"),
+    (["--set", "colour=blue"], "'colour': model dcgan has no such setting (it has: d_norm, minibatch_std, ndf, ngf, upsample)"),
     (["--set", "ngf=wide"], "ngf = 'wide': model dcgan takes an integer"),
     (["--set", "ngf=2.5"], "ngf = 2.5: model dcgan takes an integer"),
     (["--set", "ngf"], "--set ngf: expected KEY=VALUE"),

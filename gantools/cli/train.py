@@ -192,7 +192,8 @@ def _print_dry_run(cfg) -> None:
 
     spec = MODELS.get(cfg.model)
     cfg = _resolve(cfg, spec)  # without the data: steps stay unknown when given as --epochs
-    cfg.hparams = {**declared_hparams(spec), **cfg.hparams}
+    recipe = spec.defaults_for(cfg.loss)  # the model's defaults under the run's loss
+    cfg.hparams = {**{k: recipe[k] for k in declared_hparams(spec)}, **cfg.hparams}
     cfg.out = cfg.out or str(default_run_dir(cfg.model, cfg.data))
     for k, v in cfg.to_dict().items():
         if v is not None and k != "hparams":
