@@ -4,70 +4,11 @@ linear(phi(x)) + <embed(y), phi(x)>, phi(x) its ReLU'd features summed over posi
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
+from functools import partial
 
-from gantools.models.dcgan import RESOLUTIONS, _stages
-from gantools.models.layers import DBlock, GBlock, class_embedding
+from gantools.models.dcgan import RESOLUTIONS
+from gantools.models.sngan import build_discriminator, build_generator
 from gantools.registry import ModelSpec, register_model
-
-
-class ProjectionGenerator(nn.Module):
-    """z -> linear to 4x4 x ngf -> one residual up-block (conditional batch norm) per doubling -> BN,
-    ReLU, 3x3 conv, tanh."""
-
-    class_weights = True  # takes rows of class weights too: `interpolate --class-path` walks between classes
-
-    def __init__(self, z_dim: int, num_classes: int, channels: int, resolution: int, ngf: int):
-        super().__init__()
-        self.z_dim, self.ngf = z_dim, ngf
-        self.dense = nn.Linear(z_dim, 16 * ngf)
-        nn.init.xavier_uniform_(self.dense.weight)
-        self.blocks = nn.ModuleList(GBlock(ngf, ngf, num_classes) for _ in range(_stages(resolution)))
-        self.out = nn.Sequential(nn.BatchNorm2d(ngf), nn.ReLU(), nn.Conv2d(ngf, channels, 3, 1, 1), nn.Tanh())
-        nn.init.xavier_uniform_(self.out[2].weight)
-
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        h = self.dense(z.flatten(1)).view(-1, self.ngf, 4, 4)
-        for block in self.blocks:
-            h = block(h, labels)
-        return self.out(h)
-
-
-class ProjectionDiscriminator(nn.Module):
-    """image -> spectrally normalised residual down-blocks to 8x8, two more at 8x8 -> ReLU, sum over
-    positions = phi(x) -> linear(phi) + <embed(y), phi>."""
-
-    def __init__(self, channels: int, resolution: int, ndf: int, num_classes: int):
-        super().__init__()
-        downs = _stages(resolution) - 1  # to 8x8, as SNGAN's 32 px D
-        self.blocks = nn.Sequential(DBlock(channels, ndf, first=True),
-                                    *(DBlock(ndf, ndf) for _ in range(downs - 1)),
-                                    DBlock(ndf, ndf, down=False), DBlock(ndf, ndf, down=False))
-        self.linear = nn.Linear(ndf, 1)
-        self.embed = nn.Embedding(num_classes, ndf)
-        nn.init.xavier_uniform_(self.linear.weight)
-        nn.init.zeros_(self.linear.bias)
-        nn.init.xavier_uniform_(self.embed.weight)
-        self.linear, self.embed = spectral_norm(self.linear), spectral_norm(self.embed)
-
-    def phi(self, x: torch.Tensor) -> torch.Tensor:
-        """D's features: N x ndf."""
-        return F.relu(self.blocks(x)).sum(dim=(2, 3))
-
-    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        h = self.phi(x)
-        return self.linear(h).squeeze(1) + (class_embedding(labels, self.embed) * h).sum(1)
-
-
-def build_generator(hp: dict, data: dict) -> nn.Module:
-    return ProjectionGenerator(hp["z_dim"], int(data["num_classes"]), data["channels"], data["resolution"], hp["ngf"])
-
-
-def build_discriminator(hp: dict, data: dict) -> nn.Module:
-    return ProjectionDiscriminator(data["channels"], data["resolution"], hp["ndf"], int(data["num_classes"]))
 
 
 register_model(ModelSpec(
@@ -75,8 +16,9 @@ register_model(ModelSpec(
     description="cGAN with a projection discriminator (Miyato & Koyama 2018): conditional batch norm in G, "
                 "<embed(y), phi(x)> in a spectrally normalised ResNet D; hinge loss",
     data_kind="image",
-    build_generator=build_generator,
-    build_discriminator=build_discriminator,
+    # SNGAN's networks with classes (gantools.models.layers: ResNetGenerator, ResNetDiscriminator)
+    build_generator=partial(build_generator, conditional=True),
+    build_discriminator=partial(build_discriminator, conditional=True),
     conditional=True,
     default_loss="hinge",
     resolutions=RESOLUTIONS,

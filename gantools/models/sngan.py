@@ -33,7 +33,7 @@ def build_generator(hp: dict, data: dict, conditional: bool = False) -> nn.Modul
 
 def build_discriminator(hp: dict, data: dict, conditional: bool = False) -> nn.Module:
     return ResNetDiscriminator(data["channels"], data["resolution"], hp["ndf"], _classes(data, conditional),
-                               sn=hp["d_spectral_norm"], attention=hp.get("attention", 0))
+                               sn=hp.get("d_spectral_norm", True), attention=hp.get("attention", 0))
 
 
 register_model(ModelSpec(
