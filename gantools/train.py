@@ -1024,12 +1024,11 @@ class Trainer:
         finally:
             progress.close()
             metrics_file.close()
-        if not self.dist.main:
-            return None
-        if last_saved is None:  # already at the final step: the run's last.pt, or the resumed state saved here
+        if last_saved is None and self.dist.main:  # already at the final step: the run's last.pt, or the resumed state saved here
             last = self.run_dir / "checkpoints" / "last.pt"
             last_saved = last if last.is_file() else self.save()
-        return last_saved
+        distributed.barrier()  # every rank ends here, none while rank 0 still writes the last checkpoint
+        return last_saved  # None on the other ranks
 
 
 def train(cfg: TrainConfig) -> Path | None:
