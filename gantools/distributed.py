@@ -297,13 +297,16 @@ def launch(nproc: int, argv: list[str]) -> int:
     lines (workers started and stopped) show with -v."""
     import logging
 
-    from gantools.log import verbosity
-
-    if verbosity() <= 0:
-        logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
+
+    from gantools.log import verbosity
+
+    if verbosity() <= 0:
+        for name in [*logging.root.manager.loggerDict, "torch.distributed.elastic"]:
+            if name.startswith(("torch.distributed.elastic", "torch.distributed.run")):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
 
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     try:
