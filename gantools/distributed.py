@@ -11,7 +11,7 @@ r, r + W, r + 2W, ... (W processes). So the ranks see different data and latents
 single process's batch, and with gradients averaged over the ranks W processes at global batch B
 train like one process at batch B (up to the order of float sums, and batch norm, which normalises
 each rank's rows alone unless --sync-bn). The generators' states are the same on every rank: rank 0's
-checkpoint resumes with any number of processes. The global torch RNG (dropout, augmentations) is
+checkpoint resumes with any number of processes. The global torch RNG (e.g. dropout) is
 seeded per rank (`rank_seed`).
 """
 

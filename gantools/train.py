@@ -520,7 +520,7 @@ class Trainer:
         self.epoch, self.epoch_pos = 0, 0
         if resume is not None:
             self._restore(resume)
-        if not self.dist.main:  # the global RNG (dropout, augmentations) differs per rank; rank 0's is one process's
+        if not self.dist.main:  # the global RNG (e.g. dropout) differs per rank; rank 0's is one process's
             torch.manual_seed(distributed.rank_seed(cfg.seed, self.dist.rank, self.step))
         distributed.broadcast_modules(self.nets.values())  # every rank starts from rank 0's weights
         self.fixed_inputs = self._grid_inputs()
