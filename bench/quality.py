@@ -5,18 +5,19 @@ by D (`--kimg`: thousands; steps = images / (batch size x D steps per G step)), 
 `--points` evenly spaced steps for the trend; each checkpoint's FID is `gantools evaluate CKPT -n
 FID_FAKE` (its sampling generator, seeded) against the statistics of the first `--fid-real` test images
 at the model's resolution (cached under --cache). A run is a model name, optionally followed by
-KEY=VALUE hyper-parameters (`--set`): `--run dcgan --run "dcgan upsample=resize"`. Prints a markdown
-table with the published figures beside it; everything in WORK/results.json; --grids DIR: a
-64-sample grid per run, `DIR/<model>[_<key>-<value>]_<data>.png`.
+KEY=VALUE hyper-parameters (`--set`) and train options: `--run dcgan --run "sngan --loss lsgan ngf=64"`.
+Prints a markdown table with the published figures beside it; everything in WORK/results.json;
+--grids DIR: a 64-sample grid per run, `DIR/<model>[_<key>-<value>][_<option>]_<data>.png`.
 
     python bench/quality.py --kimg 2 --run dcgan --fid-fake 100 --fid-real 1000     # a smoke run
     # CPU budget (bench/RESULTS.md "quality"): narrowed networks, small FID sample sizes
-    python bench/quality.py --data mnist --kimg 192 --points 3 --run "dcgan ngf=32 ndf=32" ...
+    python bench/quality.py --data mnist --kimg 192 --points 3 --fid-fake 250 --fid-real 1000 --run "dcgan ngf=16 ndf=16"
     # GPU, the issue's budgets: 20 epochs of MNIST for every image model, 50k steps of SNGAN on CIFAR-10
     python bench/quality.py --device cuda --data mnist --kimg 1200 --points 4 --fid-fake 10000 \\
-        --fid-real 10000 --run dcgan --run sngan --run sagan --run "sngan --loss wgan-gp" --grids docs/img
+        --fid-real 10000 --run dcgan --run "dcgan upsample=resize" --run sngan --run sagan \\
+        --run "sngan --loss wgan-gp" --run "sngan --loss lsgan" --grids docs/img
     python bench/quality.py --device cuda --data cifar10 --kimg 16000 --points 5 --fid-fake 10000 \\
-        --fid-real 10000 --run sngan --run sagan --run dcgan --grids docs/img
+        --fid-real 10000 --run sngan --grids docs/img
 """
 
 from __future__ import annotations
