@@ -1,0 +1,259 @@
+"""BAGAN's MNIST experiment (Mariani et al. 2018, issue 13): one class kept at 2.5% of its images, the others
+untouched; does filling the rare class up with generated images help a classifier?
+
+For each minority class (--minority, default 0, 4, 7), on the imbalanced training set:
+- `gantools train bagan` and `gantools train acgan`; `gantools sample CKPT --class C` makes the fill (up to
+  the largest class's count);
+- a small CNN (bench/conditional.py's, fixed steps) trained on: the imbalanced set; plain oversampling (the
+  rare images repeated up to the largest class's count, each copy flipped left-right with probability 1/2);
+  the set filled with ACGAN's images; the set filled with BAGAN's; tested on MNIST's test set: the minority
+  class's accuracy (its recall) and the macro-averaged accuracy;
+- generated-image accuracy: the CNN trained on all of real MNIST train (bench/conditional.py's judge,
+  cached) classifying the generated minority images; variability: the mean SSIM of random pairs of
+  generated minority images beside random pairs of real ones (lower: more varied).
+Everything at 32x32 (MNIST resized as `gantools train` resizes it for acgan). With --grid PNG: one row per
+class, real images on the left, BAGAN's (from the first minority run) on the right.
+
+    python bench/balance.py --minority 0 --bagan ae_steps=20 --bagan steps=20 --acgan steps=20 --clf-steps 50
+    python bench/balance.py --grid docs/img/bagan_mnist.png       # the recorded budget (bench/RESULTS.md)
+
+Results: a markdown table on stdout, everything in WORK/results.json (written after each class). Runs already in
+--work (an earlier bench) are resumed to the new --bagan/--acgan steps (the seconds then count the resumed part).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conditional import MNIST, as_input, classifier, gantools, load_mnist, predict, small_cnn  # noqa: E402
+
+RESOLUTION = 32
+# the recorded CPU budget (bench/RESULTS.md): narrowed networks, batch 64, lr 2e-4 (the paper's 5e-5 moves too
+# little in a few hundred steps); ACGAN as bench/conditional.py trains it, for about BAGAN's wall time
+BAGAN = {"steps": 700, "ae_steps": 400, "ngf": 16, "ndf": 16, "hidden": 256, "batch_size": 64, "lr": 2e-4}
+ACGAN = {"steps": 1500, "ngf": 32, "ndf": 32, "batch_size": 64}
+
+
+def imbalanced(x: np.ndarray, y: np.ndarray, minority: int, keep: float, seed: int) -> np.ndarray:
+    """Indices of the training set with `keep` of the minority class's images (a seeded random choice)."""
+    rng = np.random.default_rng(seed)
+    rare = np.flatnonzero(y == minority)
+    kept = rng.choice(rare, max(2, round(keep * len(rare))), replace=False)
+    return np.sort(np.concatenate([np.flatnonzero(y != minority), kept]))
+
+
+def oversample(x: torch.Tensor, y: torch.Tensor, minority: int, target: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The minority images repeated (in a seeded random order) up to `target`, each copy flipped left-right
+    with probability 1/2, appended to the set."""
+    g = torch.Generator().manual_seed(seed)
+    rare = torch.nonzero(y == minority).flatten()
+    extra = rare[torch.randint(len(rare), (target - len(rare),), generator=g)]
+    copies = x[extra].clone()
+    flip = torch.rand(len(copies), generator=g) < 0.5
+    copies[flip] = copies[flip].flip(-1)
+    return torch.cat([x, copies]), torch.cat([y, y[extra]])
+
+
+def train_classifier(x: torch.Tensor, y: torch.Tensor, steps: int, seed: int) -> nn.Module:
+    """bench/conditional.py's small CNN, Adam 2e-3 decayed linearly to 0 over `steps` batches of 128."""
+    torch.manual_seed(seed)
+    net = small_cnn()
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), 2e-3)
+    decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 - step / steps)
+    net.train()
+
+    def batches():
+        while True:
+            yield from torch.randperm(len(x), generator=g).split(128)
+
+    for _, idx in zip(range(steps), batches()):
+        loss = nn.functional.cross_entropy(net(as_input(x[idx])), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        decay.step()
+    return net
+
+
+def accuracies(net: nn.Module, xt: torch.Tensor, yt: torch.Tensor, minority: int) -> dict:
+    pred = predict(net, xt)
+    per_class = [float((pred[yt == k] == k).float().mean()) for k in range(10)]
+    return {"minority": per_class[minority], "macro": float(np.mean(per_class)), "per_class": per_class}
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03) of uint8 image pairs."""
+    a, b = a.double(), b.double()
+    t = torch.arange(11, dtype=torch.float64) - 5
+    w = torch.exp(-t ** 2 / (2 * 1.5 ** 2))
+    w = (w[:, None] * w[None, :] / w.sum() ** 2).expand(a.shape[1], 1, 11, 11)
+
+    def blur(v):
+        return nn.functional.conv2d(v, w, groups=a.shape[1])
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b, cov = blur(a * a) - mu_a ** 2, blur(b * b) - mu_b ** 2, blur(a * b) - mu_a * mu_b
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return s.flatten(1).mean(1)
+
+
+def pair_ssim(images: torch.Tensor, pairs: int, seed: int) -> float:
+    """Mean SSIM over `pairs` random pairs of distinct images."""
+    g = torch.Generator().manual_seed(seed)
+    i = torch.randint(len(images), (pairs,), generator=g)
+    j = (i + torch.randint(1, len(images), (pairs,), generator=g)) % len(images)
+    return float(ssim(images[i], images[j]).mean())
+
+
+def sample_class(ckpt: str, n: int, minority: int, out: Path) -> torch.Tensor:
+    """`gantools sample CKPT -n N --class C` -> uint8 N x 1 x 32 x 32."""
+    gantools("sample", ckpt, "-n", n, "--class", minority, "--seed", 1, "-o", out, "--device", "cpu", "--overwrite")
+    return torch.from_numpy(np.load(out)["images"]).permute(0, 3, 1, 2).contiguous()
+
+
+def train_gan(model: str, data: Path, run: Path, settings: dict, extra: list[str]) -> tuple[str, float]:
+    """`gantools train` with the settings (hyper-parameters as --set); the checkpoint and the wall seconds.
+    A run already in `run` (an earlier bench in the same --work) is resumed to the settings' steps instead."""
+    s = dict(settings)
+    if (run / "checkpoints" / "last.pt").is_file():
+        t0 = time.time()
+        ckpt = gantools("train", "--resume", run, "--steps", s["steps"]).strip().splitlines()[-1]
+        return ckpt, time.time() - t0
+    args = ["train", model, "-d", data, "--out", run, "--device", "cpu", "--resolution", RESOLUTION,
+            "--steps", s.pop("steps"), "--batch-size", s.pop("batch_size"), "--sample-every", 0, "--ckpt-every", 100000,
+            "--log-every", 50, *extra]
+    if "lr" in s:
+        lr = s.pop("lr")
+        args += ["--lr-g", lr, "--lr-d", lr]
+    for k, v in s.items():
+        args += ["--set", f"{k}={v}"]
+    t0 = time.time()
+    ckpt = gantools(*args).strip().splitlines()[-1]
+    return ckpt, time.time() - t0
+
+
+def grid(ckpt: str, x: torch.Tensor, y: torch.Tensor, path: Path, work: Path, per_side: int = 8) -> None:
+    """One row per class: `per_side` real images, then `per_side` of the checkpoint's (`gantools sample`)."""
+    from PIL import Image
+
+    from gantools.data.writers import make_grid
+
+    gantools("sample", ckpt, "-n", 10 * per_side, "--seed", 2, "-o", work / "grid.npz", "--device", "cpu",
+             "--overwrite")
+    fake = np.load(work / "grid.npz")["images"]  # image i is class i mod 10
+    rows = []
+    for k in range(10):
+        real = x[y == k][:per_side].permute(0, 2, 3, 1).numpy()
+        rows += [*real, *fake[k::10][:per_side]]
+    img = make_grid(np.stack(rows), nrow=2 * per_side)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img[:, :, 0]).save(path)
+
+
+def run_class(c: int, args, x, y, xt, yt, judge, work: Path) -> dict:
+    """One minority class's experiment: the imbalanced set, both GANs and their fill, the four classifiers."""
+    res: dict = {"minority": c, "seconds": {}}
+    t0 = time.time()
+    sel = imbalanced(x.numpy(), y.numpy(), c, args.keep, args.seed)
+    xi, yi = x[sel], y[sel]
+    counts = torch.bincount(yi, minlength=10)
+    fill = int(counts.max() - counts[c])
+    res.update(kept=int(counts[c]), fill=fill)
+    data = work / f"imbalanced-{c}.npz"
+    # the 28x28 originals (gantools resizes them to 32 as it resizes MNIST's files)
+    np.savez(data, images=args.raw[sel].transpose(0, 2, 3, 1), labels=yi.numpy())
+    gen = {}
+    for model, settings, extra in (("bagan", args.bagan, []), ("acgan", args.acgan, [])):
+        ckpt, secs = train_gan(model, data, work / f"{model}-{c}", settings, extra)
+        res["seconds"][f"train_{model}"] = round(secs)
+        res[f"{model}_checkpoint"] = ckpt
+        gen[model] = sample_class(ckpt, fill, c, work / f"{model}-{c}-fill.npz")
+    real_rare = x[y == c]
+    res["ssim_real"] = pair_ssim(real_rare, args.pairs, args.seed)
+    for model, images in gen.items():
+        res[f"gen_acc_{model}"] = float((predict(judge, images) == c).float().mean())
+        res[f"ssim_{model}"] = pair_ssim(images, args.pairs, args.seed)
+    t1 = time.time()
+    sets = {"imbalanced": (xi, yi), "oversampling": oversample(xi, yi, c, int(counts.max()), args.seed)}
+    for model, images in gen.items():
+        sets[model] = (torch.cat([xi, images]), torch.cat([yi, torch.full((len(images),), c)]))
+    res["classifier"] = {name: accuracies(train_classifier(*xy, args.clf_steps, args.seed), xt, yt, c)
+                         for name, xy in sets.items()}
+    res["seconds"]["classifiers"] = round(time.time() - t1)
+    res["seconds"]["total"] = round(time.time() - t0)
+    return res
+
+
+def table(results: list[dict]) -> str:
+    head = ("| minority (kept) | imbalanced | oversampling | ACGAN fill | BAGAN fill | gen. acc. ACGAN | gen. acc. BAGAN "
+            "| SSIM real | SSIM ACGAN | SSIM BAGAN |\n|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in results:
+        cl = r["classifier"]
+        accs = " | ".join(f"{cl[k]['minority']:.3f} ({cl[k]['macro']:.3f})" for k in ("imbalanced", "oversampling", "acgan", "bagan"))
+        lines.append(f"| {r['minority']} ({r['kept']}) | {accs} | {r['gen_acc_acgan']:.3f} | {r['gen_acc_bagan']:.3f} "
+                     f"| {r['ssim_real']:.3f} | {r['ssim_acgan']:.3f} | {r['ssim_bagan']:.3f} |")
+    return "\n".join(lines)
+
+
+def settings(defaults: dict, given: list[str]) -> dict:
+    """The defaults with --bagan/--acgan KEY=VALUE items over them (values read as JSON where they parse)."""
+    out = dict(defaults)
+    for item in given:
+        k, _, v = item.partition("=")
+        try:
+            out[k] = json.loads(v)
+        except ValueError:
+            out[k] = v
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=str(MNIST), help="the MNIST IDX folder")
+    p.add_argument("--minority", default="0,4,7", help="comma list of minority classes, one experiment each")
+    p.add_argument("--keep", type=float, default=0.025, help="the minority class's share kept (the paper's 2.5%%)")
+    p.add_argument("--bagan", action="append", default=[], help="KEY=VALUE over the BAGAN settings %s" % BAGAN)
+    p.add_argument("--acgan", action="append", default=[], help="KEY=VALUE over the ACGAN settings %s" % ACGAN)
+    p.add_argument("--clf-steps", type=int, default=400, help="batches of 128 per classifier")
+    p.add_argument("--pairs", type=int, default=1000, help="random pairs per SSIM mean")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", default=None, help="folder for data, runs and results.json (default: a new temporary one)")
+    p.add_argument("--cache", default="/tmp/gantools-bench-cache", help="the judge's cached weights")
+    p.add_argument("--grid", default=None, help="write the real-beside-BAGAN grid here (PNG)")
+    args = p.parse_args()
+    args.bagan, args.acgan = settings(BAGAN, args.bagan), settings(ACGAN, args.acgan)
+    work = Path(args.work) if args.work else Path(__import__("tempfile").mkdtemp(prefix="bench-balance-"))
+    work.mkdir(parents=True, exist_ok=True)
+    Path(args.cache).mkdir(parents=True, exist_ok=True)
+    print(f"work folder {work}", file=sys.stderr)
+    x, y = load_mnist("train", Path(args.data), RESOLUTION)
+    args.raw = load_mnist("train", Path(args.data), 28)[0].numpy()
+    xt, yt = load_mnist("t10k", Path(args.data), RESOLUTION)
+    judge, judge_acc = classifier(Path(args.data), Path(args.cache))
+    results = []
+    for c in (int(k) for k in args.minority.split(",")):
+        results.append(run_class(c, args, x, y, xt, yt, judge, work))
+        summary = {"judge_test_accuracy": judge_acc, "bagan": args.bagan, "acgan": args.acgan,
+                   "clf_steps": args.clf_steps, "keep": args.keep, "results": results}
+        (work / "results.json").write_text(json.dumps(summary, indent=1))
+        print(table(results[-1:]).splitlines()[-1], file=sys.stderr)
+    if args.grid:
+        grid(results[0]["bagan_checkpoint"], x, y, Path(args.grid), work)
+    print(f"judge test accuracy {judge_acc:.4f}\n")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
