@@ -30,8 +30,12 @@ def run(cmd: list[str]) -> str:
 
 
 def fid(ckpt: Path, stats: Path, n: int) -> float:
-    out = run(["gantools", "evaluate", str(ckpt), "--real", str(stats), "-n", str(n), "--json", "-q"])
-    return json.loads(out)["metrics"]["fid"]
+    """FID of n samples of the checkpoint (seed 0); kept beside it as CKPT.fid-N.json, so a rerun
+    (e.g. after the training runs of several invocations finished) scores only what is new."""
+    cached = ckpt.with_name(f"{ckpt.stem}.fid-{n}.json")
+    if not cached.exists():
+        cached.write_text(run(["gantools", "evaluate", str(ckpt), "--real", str(stats), "-n", str(n), "--json", "-q"]))
+    return json.loads(cached.read_text())["metrics"]["fid"]
 
 
 def main() -> None:
@@ -63,7 +67,7 @@ def main() -> None:
                        "--sample-every", str(args.every), "-q"]
                 cmd += [a for kv in args.set for a in ("--set", kv)] + args.train_args.split()
                 run(cmd)
-            minutes = (time.perf_counter() - t0) / 60
+            minutes = (time.perf_counter() - t0) / 60  # 0 when the run was there already
             for step in range(args.every, args.steps + 1, args.every):
                 score = fid(out / "checkpoints" / f"step-{step:06d}.pt", stats, args.n)
                 rows.append((method, seed, step, score))

@@ -9,7 +9,7 @@ from conftest import TINY_DCGAN
 from gantools.augment import AdaptiveAugment, AugmentedCritic, DiffAugment, translate
 from gantools.checkpoint import load_checkpoint
 from gantools.errors import UsageError
-from gantools.train import Trainer, TrainConfig, resume, train
+from gantools.train import AUGMENT_BELOW, Trainer, TrainConfig, default_augment, resume, train
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +106,13 @@ def test_d_sees_augmented_reals_and_fakes_alike(tmp_path, shapes, method):
             zeros = (after == 0).all(dim=1).flatten(1).sum(1)
             assert (zeros >= side * side).all()
         assert all(not torch.equal(a, b) for a, b in zip(after, before))
+
+
+def test_small_image_sets_train_with_diffaug_by_default(tmp_path, shapes):
+    assert default_augment(AUGMENT_BELOW) == "diffaug" and default_augment(AUGMENT_BELOW + 1) == "none"
+    trainer = Trainer(_cfg(tmp_path, shapes, "run", steps=1))  # 40 images
+    assert trainer.cfg.augment == "diffaug" and isinstance(trainer.augment, DiffAugment)
+    assert Trainer(_cfg(tmp_path, shapes, "info", model="infogan", steps=1)).cfg.augment == "none"
 
 
 def test_augment_none_adds_nothing_and_ada_at_p_zero_trains_the_same_weights(tmp_path, shapes):
