@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gantools import distributed
+
 TRANSLATE = 0.125  # the largest shift, as a fraction of the image side (both methods)
 CUTOUT = 0.5  # DiffAugment's cutout square, as a fraction of the image side
 
@@ -44,16 +46,6 @@ def _reflect(i: torch.Tensor, size: int) -> torch.Tensor:
     return torch.where(i >= size, period - i, i)
 
 
-def _uniform(shape, gen: torch.Generator, device) -> torch.Tensor:
-    return torch.rand(shape, generator=gen, device=device)
-
-
-def _shifts(n: int, size: int, gen: torch.Generator, device) -> torch.Tensor:
-    """Whole-pixel shifts uniform in [-TRANSLATE * size, TRANSLATE * size]."""
-    most = int(size * TRANSLATE + 0.5)
-    return torch.randint(-most, most + 1, (n,), generator=gen, device=device)
-
-
 def _scale_about_mean(x: torch.Tensor, dims, factor: torch.Tensor) -> torch.Tensor:
     mean = x.mean(dim=dims, keepdim=True)
     return (x - mean) * factor + mean
@@ -65,6 +57,27 @@ class Augment(nn.Module):
     def __init__(self, device: torch.device | str, seed: int):
         super().__init__()
         self.gen = torch.Generator(device=device).manual_seed(seed)
+
+    def _rows(self, draw, n: int, *shape) -> torch.Tensor:
+        """`draw(size)` for this process's n images: the draw for the batch of all processes, this
+        process's rows of it (gantools.distributed.rows), so that N processes augment as one would."""
+        return distributed.rows(draw((n * distributed.current().world, *shape)))
+
+    def _uniform(self, n: int, dev) -> torch.Tensor:
+        """N x 1 x 1 x 1, uniform in [0, 1)."""
+        return self._rows(lambda size: torch.rand(size, generator=self.gen, device=dev), n, 1, 1, 1)
+
+    def _normal(self, n: int, dev) -> torch.Tensor:
+        """N x 1 x 1 x 1, standard normal."""
+        return self._rows(lambda size: torch.randn(size, generator=self.gen, device=dev), n, 1, 1, 1)
+
+    def _integers(self, low: int, high: int, n: int, dev, *shape) -> torch.Tensor:
+        return self._rows(lambda size: torch.randint(low, high, size, generator=self.gen, device=dev), n, *shape)
+
+    def _shifts(self, n: int, size: int, dev) -> torch.Tensor:
+        """Whole-pixel shifts uniform in [-TRANSLATE * size, TRANSLATE * size]."""
+        most = int(size * TRANSLATE + 0.5)
+        return self._integers(-most, most + 1, n, dev)
 
     def observe(self, real_scores: torch.Tensor) -> None:
         """D's scores on the (augmented) real batch of a D step."""
@@ -90,17 +103,17 @@ class DiffAugment(Augment):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
         dev = x.device
-        x = x + (_uniform((n, 1, 1, 1), self.gen, dev) - 0.5)
-        x = _scale_about_mean(x, 1, _uniform((n, 1, 1, 1), self.gen, dev) * 2)
-        x = _scale_about_mean(x, (1, 2, 3), _uniform((n, 1, 1, 1), self.gen, dev) + 0.5)
-        x = translate(x, _shifts(n, h, self.gen, dev), _shifts(n, w, self.gen, dev), reflect=False)
+        x = x + (self._uniform(n, dev) - 0.5)
+        x = _scale_about_mean(x, 1, self._uniform(n, dev) * 2)
+        x = _scale_about_mean(x, (1, 2, 3), self._uniform(n, dev) + 0.5)
+        x = translate(x, self._shifts(n, h, dev), self._shifts(n, w, dev), reflect=False)
         return x * self._cutout_mask(n, h, w, dev)
 
     def _cutout_mask(self, n: int, h: int, w: int, dev) -> torch.Tensor:
         """N x 1 x H x W: 0 inside a square of CUTOUT x the side at a random centre, else 1."""
         size_h, size_w = int(h * CUTOUT + 0.5), int(w * CUTOUT + 0.5)
-        top = torch.randint(0, h, (n, 1), generator=self.gen, device=dev) - size_h // 2
-        left = torch.randint(0, w, (n, 1), generator=self.gen, device=dev) - size_w // 2
+        top = self._integers(0, h, n, dev, 1) - size_h // 2
+        left = self._integers(0, w, n, dev, 1) - size_w // 2
         r, c = torch.arange(h, device=dev), torch.arange(w, device=dev)
         in_rows = (r >= top) & (r < top + size_h)
         in_cols = (c >= left) & (c < left + size_w)
@@ -112,7 +125,8 @@ class AdaptiveAugment(Augment):
     (x 2^N(0, 0.5)) and saturation (x 2^N(0, 1)), each applied to an image with probability p.
 
     Every `interval` steps p moves by sign(r_t - target) x (images shown since) / (kimg x 1000),
-    clamped to [0, 1], where r_t is the mean sign of D's scores on the reals of those steps: p can go
+    clamped to [0, 1], where r_t is the mean sign of D's scores on the reals of those steps (of every
+    process: p stays the same in all): p can go
     from 0 to 1 in `kimg` thousand images. All draws are made whatever p is, and an image whose
     operation is not applied is passed through unchanged, so p = 0 leaves D's inputs as they are.
     """
@@ -130,17 +144,17 @@ class AdaptiveAugment(Augment):
         dev = x.device
 
         def applied() -> torch.Tensor:  # which images get the next operation: N x 1 x 1 x 1
-            return _uniform((n, 1, 1, 1), self.gen, dev) < self.p
+            return self._uniform(n, dev) < self.p
 
-        flip = applied() & (_uniform((n, 1, 1, 1), self.gen, dev) < 0.5)
+        flip = applied() & (self._uniform(n, dev) < 0.5)
         x = torch.where(flip, x.flip(3), x)
-        dy, dx = _shifts(n, h, self.gen, dev), _shifts(n, w, self.gen, dev)
+        dy, dx = self._shifts(n, h, dev), self._shifts(n, w, dev)
         x = torch.where(applied(), translate(x, dy, dx, reflect=True), x)
-        shift = torch.randn((n, 1, 1, 1), generator=self.gen, device=dev) * 0.2
+        shift = self._normal(n, dev) * 0.2
         x = torch.where(applied(), x + shift, x)
-        factor = torch.exp2(torch.randn((n, 1, 1, 1), generator=self.gen, device=dev) * 0.5)
+        factor = torch.exp2(self._normal(n, dev) * 0.5)
         x = torch.where(applied(), _scale_about_mean(x, (1, 2, 3), factor), x)
-        factor = torch.exp2(torch.randn((n, 1, 1, 1), generator=self.gen, device=dev))
+        factor = torch.exp2(self._normal(n, dev))
         return torch.where(applied(), _scale_about_mean(x, 1, factor), x)
 
     @torch.no_grad()
@@ -153,7 +167,8 @@ class AdaptiveAugment(Augment):
         self.images += images
         if step % self.interval:
             return
-        r_t = self.sign_sum / self.sign_count.clamp(min=1)
+        signs, count = distributed.mean(torch.stack([self.sign_sum, self.sign_count]))  # every process's reals
+        r_t = signs / count.clamp(min=1e-12)
         self.p.add_(torch.sign(r_t - self.target) * self.images / (self.kimg * 1000)).clamp_(0, 1)
         self.sign_sum.zero_()
         self.sign_count.zero_()

@@ -55,6 +55,19 @@ def test_the_augmentation_is_differentiable(augment):
     assert torch.autograd.gradcheck(replay, (small,), eps=1e-6, atol=1e-5, fast_mode=True)
 
 
+@pytest.mark.parametrize("make", [lambda: DiffAugment("cpu", seed=3), lambda: _pinned_ada(0.5)], ids=["diffaug", "ada"])
+def test_processes_augment_their_rows_as_one_process_would(monkeypatch, make):
+    """Rank r of N takes rows r, r + N, ... of the batch (gantools.distributed): its augmentation is
+    what one process would apply to those rows."""
+    from gantools import distributed
+
+    x = torch.randn(6, 3, 16, 16)
+    whole = make()(x)
+    for rank in (0, 1):
+        monkeypatch.setattr(distributed, "current", lambda: distributed.Group(rank=rank, world=2))
+        assert torch.equal(make()(x[rank::2]), whole[rank::2])
+
+
 def test_translation_moves_whole_pixels_with_zero_or_reflected_borders():
     x = torch.arange(16.0).view(1, 1, 4, 4)
     down = translate(x, torch.tensor([1]), torch.tensor([0]), reflect=False)[0, 0]
