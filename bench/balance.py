@@ -7,7 +7,7 @@ For each minority class (--minority, default 0, 4, 7), on the imbalanced trainin
 - a small CNN (bench/conditional.py's, fixed steps) trained on: the imbalanced set; plain oversampling (the
   rare images repeated up to the largest class's count, each copy flipped left-right with probability 1/2);
   the set filled with ACGAN's images; the set filled with BAGAN's; tested on MNIST's test set: the minority
-  class's accuracy (its recall) and the macro-averaged accuracy;
+  class's accuracy (its recall) and the macro-averaged accuracy (oversampling and SSIM: gantools.balance's);
 - generated-image accuracy: the CNN trained on all of real MNIST train (bench/conditional.py's judge,
   cached) classifying the generated minority images; variability: the mean SSIM of random pairs of
   generated minority images beside random pairs of real ones (lower: more varied).
@@ -36,6 +36,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conditional import MNIST, as_input, classifier, gantools, load_mnist, predict, small_cnn  # noqa: E402
 
+from gantools.balance import LabelledImages, oversample, pair_ssim  # noqa: E402
+
 RESOLUTION = 32
 # the recorded CPU budget (bench/RESULTS.md): narrowed networks, batch 64, lr 2e-4 (the paper's 5e-5 moves too
 # little in a few hundred steps); ACGAN as bench/conditional.py trains it, for about BAGAN's wall time
@@ -51,20 +53,10 @@ def imbalanced(x: np.ndarray, y: np.ndarray, minority: int, keep: float, seed: i
     return np.sort(np.concatenate([np.flatnonzero(y != minority), kept]))
 
 
-def oversample(x: torch.Tensor, y: torch.Tensor, minority: int, target: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The minority images repeated (in a seeded random order) up to `target`, each copy flipped left-right
-    with probability 1/2, appended to the set."""
-    g = torch.Generator().manual_seed(seed)
-    rare = torch.nonzero(y == minority).flatten()
-    extra = rare[torch.randint(len(rare), (target - len(rare),), generator=g)]
-    copies = x[extra].clone()
-    flip = torch.rand(len(copies), generator=g) < 0.5
-    copies[flip] = copies[flip].flip(-1)
-    return torch.cat([x, copies]), torch.cat([y, y[extra]])
-
-
 def train_classifier(x: torch.Tensor, y: torch.Tensor, steps: int, seed: int) -> nn.Module:
-    """bench/conditional.py's small CNN, Adam 2e-3 decayed linearly to 0 over `steps` batches of 128."""
+    """bench/conditional.py's small CNN, Adam 2e-3 decayed linearly to 0 over `steps` batches of 128: a fixed
+    budget in batches (gantools.balance.train_classifier trains whole epochs of a ~4x larger CNN, beyond
+    this CPU budget for 12 classifiers)."""
     torch.manual_seed(seed)
     net = small_cnn()
     g = torch.Generator().manual_seed(seed)
@@ -89,31 +81,6 @@ def accuracies(net: nn.Module, xt: torch.Tensor, yt: torch.Tensor, minority: int
     pred = predict(net, xt)
     per_class = [float((pred[yt == k] == k).float().mean()) for k in range(10)]
     return {"minority": per_class[minority], "macro": float(np.mean(per_class)), "per_class": per_class}
-
-
-def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03) of uint8 image pairs."""
-    a, b = a.double(), b.double()
-    t = torch.arange(11, dtype=torch.float64) - 5
-    w = torch.exp(-t ** 2 / (2 * 1.5 ** 2))
-    w = (w[:, None] * w[None, :] / w.sum() ** 2).expand(a.shape[1], 1, 11, 11)
-
-    def blur(v):
-        return nn.functional.conv2d(v, w, groups=a.shape[1])
-
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    mu_a, mu_b = blur(a), blur(b)
-    var_a, var_b, cov = blur(a * a) - mu_a ** 2, blur(b * b) - mu_b ** 2, blur(a * b) - mu_a * mu_b
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-    return s.flatten(1).mean(1)
-
-
-def pair_ssim(images: torch.Tensor, pairs: int, seed: int) -> float:
-    """Mean SSIM over `pairs` random pairs of distinct images."""
-    g = torch.Generator().manual_seed(seed)
-    i = torch.randint(len(images), (pairs,), generator=g)
-    j = (i + torch.randint(1, len(images), (pairs,), generator=g)) % len(images)
-    return float(ssim(images[i], images[j]).mean())
 
 
 def sample_class(ckpt: str, n: int, minority: int, out: Path) -> torch.Tensor:
@@ -185,7 +152,9 @@ def run_class(c: int, args, x, y, xt, yt, judge, work: Path) -> dict:
         res[f"gen_acc_{model}"] = float((predict(judge, images) == c).float().mean())
         res[f"ssim_{model}"] = pair_ssim(images, args.pairs, args.seed)
     t1 = time.time()
-    sets = {"imbalanced": (xi, yi), "oversampling": oversample(xi, yi, c, int(counts.max()), args.seed)}
+    targets = [int(counts.max()) if k == c else int(n) for k, n in enumerate(counts)]  # the minority only, as the fills
+    over = oversample(LabelledImages(xi, yi, [str(k) for k in range(10)], str(data)), targets, args.seed)
+    sets = {"imbalanced": (xi, yi), "oversampling": (over.images, over.labels)}
     for model, images in gen.items():
         sets[model] = (torch.cat([xi, images]), torch.cat([yi, torch.full((len(images),), c)]))
     res["classifier"] = {name: accuracies(train_classifier(*xy, args.clf_steps, args.seed), xt, yt, c)
