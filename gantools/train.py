@@ -365,18 +365,20 @@ def _resolve(cfg: TrainConfig, spec, data_len: int | None = None) -> TrainConfig
     _check_hparams(cfg.hparams, spec)
     if cfg.steps is None and cfg.epochs is None:
         cfg.steps = d.get("steps", DEFAULT_STEPS)
+    if not augmentable(spec):
+        if cfg.augment not in (None, "none"):
+            why = (f"takes {spec.data_kind}s" if spec.data_kind != "image"
+                   else "scores images through parts of D, not all through D itself")
+            raise UsageError(f"--augment {cfg.augment}: augments D's input images; model {spec.name} {why}")
+        cfg.augment = "none"
     if data_len is not None:
         if data_len < cfg.batch_size:
             raise UsageError(f"{cfg.data}: {data_len} samples is fewer than --batch-size {cfg.batch_size}")
         if cfg.epochs is not None:  # epochs > 0 (checked above): at least 1 step
             cfg.steps = math.ceil(cfg.epochs * (data_len // cfg.batch_size) / cfg.n_critic)
             cfg.epochs = None
-        if cfg.augment is None:
-            cfg.augment = default_augment(data_len) if augmentable(spec) else "none"
-    if cfg.augment not in (None, "none") and not augmentable(spec):
-        why = (f"takes {spec.data_kind}s" if spec.data_kind != "image"
-               else "scores images through parts of D, not all through D itself")
-        raise UsageError(f"--augment {cfg.augment}: augments D's input images; model {spec.name} {why}")
+        if cfg.augment is None:  # by the data's size (a dry run, without it, leaves it unset)
+            cfg.augment = default_augment(data_len)
     if cfg.eval_every and not cfg.eval_real:
         raise UsageError(f"--eval-every {cfg.eval_every}: give the real images or statistics to score against as --eval-real")
     if cfg.eval_real and not cfg.eval_every:
