@@ -156,12 +156,20 @@ def for_model(values: list[str], model: str) -> list[str]:
     return list(picked.values())
 
 
+def as_options(kv: str) -> tuple[str, ...]:
+    """A --set KEY=VALUE as `gantools train`'s own option where KEY is one (n_critic -> --n-critic)."""
+    from gantools.train import TRAIN_KEYS
+
+    key, value = kv.split("=", 1)
+    return (f"--{key.replace('_', '-')}", value) if key in TRAIN_KEYS else ("--set", kv)
+
+
 def train(model: str, args, steps: int, out: Path, hp: list[str]) -> None:
     """`gantools train` for `steps`, or stopped by SIGTERM after --minutes (it saves and exits 130)."""
     cmd = [sys.executable, "-m", "gantools", "train", model, "--data", args.data, "--steps", str(steps),
            "--batch-size", str(args.batch_size), "--resolution", str(RESOLUTION), "--out", str(out),
            "--sample-every", "0", "--ckpt-every", str(steps), "--device", args.device,
-           *[a for kv in hp for a in ("--set", kv)]]
+           *[a for kv in hp for a in as_options(kv)]]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     try:
         proc.wait(timeout=args.minutes * 60 if args.minutes else None)
