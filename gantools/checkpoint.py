@@ -3,7 +3,7 @@
 A checkpoint is a `torch.save`d dict of plain data (str, int, float, bool,
 None, lists, dicts, tuples) and tensors, written atomically and read with
 `torch.load(weights_only=True)`, so loading never runs code. The schema is in
-docs/ARCHITECTURE.md; `new_checkpoint` builds the skeleton.
+docs/FORMATS.md; `new_checkpoint` builds the skeleton.
 """
 
 from __future__ import annotations

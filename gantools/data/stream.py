@@ -1,6 +1,6 @@
 """The image stream: an uncompressed tar of PNGs with a JSON header and an npz sidecar.
 
-Layout (see docs/ARCHITECTURE.md): `stream.json`, then `000000.png`, `000001.png`,
+Layout (see docs/FORMATS.md): `stream.json`, then `000000.png`, `000001.png`,
 ..., then optionally `meta.npz` with `labels` (int64, -1 = none) and `z` (float32),
 then the tar end marker. It is written and read sequentially, so it works through
 pipes, and `tar -t` lists it. A stream without its end marker (cut short), or with
