@@ -197,9 +197,17 @@ def test_dcgan_minibatch_std_makes_d_see_the_other_samples():
         assert bool(moved) == coupled
 
 
-def test_dcgan_defaults_keep_the_old_networks():
+def test_dcgan_upsamples_by_resize_and_older_checkpoints_keep_transposed_convolutions():
+    """resize is the default (measured: bench/RESULTS.md "quality"); hyper-parameters saved before the
+    option existed (no `upsample`) rebuild the transposed-convolution G they were trained with."""
     spec = MODELS.get("dcgan")
-    assert spec.defaults["upsample"] == "deconv" and spec.defaults["minibatch_std"] == 0
+    assert spec.defaults["upsample"] == "resize" and spec.defaults["minibatch_std"] == 0
+    data = {"channels": 1, "resolution": 32}
+    new = spec.build_generator({**spec.defaults, "ngf": 8}, data)
+    old = spec.build_generator({k: v for k, v in spec.defaults.items() if k != "upsample"} | {"ngf": 8}, data)
+    assert any(isinstance(m, nn.Upsample) for m in new.modules())
+    assert not any(isinstance(m, nn.Upsample) for m in old.modules())
+    assert sum(isinstance(m, nn.ConvTranspose2d) for m in old.modules()) == 4  # 4x4 from z, then 3 doublings
 
 
 @pytest.mark.slow

@@ -325,7 +325,7 @@ def test_set_wins_over_the_config_file(cli, tmp_path):
     r = cli("train", "dcgan", "--data", "toy:shapes", "--config", cfg, "--set", "ngf=8", "--set", "d_norm=layer",
             "--dry-run")
     assert r.code == 0, r.err
-    assert _toml(r.text)["hparams"] == {"ngf": 8, "ndf": 16, "d_norm": "layer", "upsample": "deconv", "minibatch_std": 0}
+    assert _toml(r.text)["hparams"] == {"ngf": 8, "ndf": 16, "d_norm": "layer", "upsample": "resize", "minibatch_std": 0}
 
 
 def test_cgan_is_conditional_end_to_end(cli, tmp_path):
