@@ -84,7 +84,6 @@ def test_the_metric_is_logged_and_best_pt_is_what_evaluate_scores(tmp_path, shap
 
 def test_patience_stops_after_k_evaluations_without_improvement(tmp_path, shapes, monkeypatch):
     _scores(monkeypatch, [5.0, 4.0, 4.5, 4.2, 3.0])
-    monkeypatch.setattr(TrainingEvaluator, "_data_side", lambda self, spec: type("R", (), {"count": 40})())
     last = train(_cfg(tmp_path, shapes, steps=20, eval_every=2, patience=2))
     ck = load_checkpoint(last)
     assert ck["step"] == 8  # evaluations at 2, 4 (best), 6, 8: two without a better score
@@ -93,7 +92,6 @@ def test_patience_stops_after_k_evaluations_without_improvement(tmp_path, shapes
 
 
 def test_resume_keeps_the_best_so_far(tmp_path, shapes, monkeypatch):
-    monkeypatch.setattr(TrainingEvaluator, "_data_side", lambda self, spec: type("R", (), {"count": 40})())
     _scores(monkeypatch, [3.0, 2.0])
     train(_cfg(tmp_path, shapes, steps=4, eval_every=2, patience=3))
     _scores(monkeypatch, [2.5, 2.2])  # worse than 2.0: best.pt stays step 4's, the count goes on

@@ -24,15 +24,26 @@ class TrainingEvaluator:
         self.metric, self.n, self.seed, self.device, self.patience = metric, n, seed, device, patience
         self.spec = METRICS.get(metric)
         self.best, self.best_step, self.since_best = math.inf, None, 0
-        start = time.perf_counter()
         if is_stats_file(real):
             if metric != "fid":
                 raise UsageError(f"--eval-real {real}: a statistics file holds FID's mean and covariance; "
                                  f"--eval-metric {metric} needs images")
-            self.real = self._stats_side(real)
+            self._source = None
         else:
-            self.real = self._data_side(real)
-        info(f"--eval-real {real}: {self.real.count} real images' features read in {time.perf_counter() - start:.1f} s")
+            self._source = self._open(real)  # a bad source is refused before training, on every rank
+        self._real_spec, self._real = real, None
+
+    @property
+    def real(self):
+        """REAL's features or statistics, read at the first score: under torchrun rank 0 alone scores,
+        so the other ranks never extract them."""
+        if self._real is None:
+            start = time.perf_counter()
+            self._real = (self._stats_side(self._real_spec) if self._source is None
+                          else self._data_side(self._source, self._real_spec))
+            info(f"--eval-real {self._real_spec}: {self._real.count} real images' features read in "
+                 f"{time.perf_counter() - start:.1f} s")
+        return self._real
 
     def _extractor(self):
         from gantools.metrics.features import Extractor
@@ -46,7 +57,8 @@ class TrainingEvaluator:
         st = load_stats(path)
         return FeatureSet(source=path, count=st.count, network=st.network, preprocessing=st.preprocessing, stats=st)
 
-    def _data_side(self, spec: str):
+    @staticmethod
+    def _open(spec: str):
         from gantools.data import open_source
 
         try:
@@ -55,8 +67,11 @@ class TrainingEvaluator:
             raise UsageError(f"--eval-real: {e}") from None
         if getattr(s, "kind", "image") != "image":
             raise UsageError(f"--eval-real {spec}: holds {s.kind}s, not images")
+        return s
+
+    def _data_side(self, source, spec: str):
         ex = self._extractor()
-        return ex.run(s.batches(max(ex.batch_size, 64)), spec, len(s), progress=False)
+        return ex.run(source.batches(max(ex.batch_size, 64)), spec, len(source), progress=False)
 
     @torch.no_grad()
     def score(self, G: torch.nn.Module, model: dict) -> float:
