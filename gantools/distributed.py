@@ -86,10 +86,28 @@ def join() -> Group:
     control = dist.new_group(backend="gloo", timeout=TIMEOUT) if cuda else None
     group = Group(rank, world, local_rank, control)
     _joined.append(group)
-    atexit.register(dist.destroy_process_group)
+    atexit.register(_destroy)  # after an error; a command that succeeds calls `leave` first
     if rank:
         set_verbosity(quiet=True)
     return group
+
+
+def leave() -> None:
+    """A command's last word in its group: every rank waits for the others, then all tear the group
+    down while they are still alive. Left to interpreter exit, gloo's teardown once aborted a rank whose
+    peer had already gone ("terminate called without an active exception"). No-op without a group."""
+    if not _joined:
+        return
+    barrier()
+    _destroy()
+
+
+def _destroy() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    _joined.clear()
 
 
 def local_device(device):

@@ -112,7 +112,11 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
             set_verbosity(kwargs.get("quiet", False), kwargs.get("verbose", False))
             reuse_freed_memory()
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            from gantools import distributed
+
+            distributed.leave()  # under torchrun: all ranks end together (no-op otherwise)
+            return result
         except GantoolsError as e:
             fail(str(e), e.exit_code, ctx.command_path if ctx is not None and e.exit_code == 2 else "gantools")
         except KeyboardInterrupt:
