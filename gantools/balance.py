@@ -8,7 +8,6 @@ through `gantools.generate`; nothing here is specific to one model. bench/balanc
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
 import shutil
@@ -87,12 +86,8 @@ def open_labelled(spec: str, channels: int | None = None, size: tuple[int, int] 
     if ds.labels is None or not ds.class_names:
         raise GantoolsError(f"{what} {name}: has no labels; balance needs labelled images (class subfolders, "
                             "IDX labels, npz/h5 'labels', a labelled stream)")
-    if ds.images is None:  # over the memory budget: gathered anyway (balance holds the set it writes)
-        parts = [(x, y) for x, y in ds.batches(1024)]
-        images, labels = torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
-    else:
-        images, labels = ds.images, ds.labels
-    data = LabelledImages(images.cpu(), labels.cpu().long(), list(ds.class_names), name)
+    ds = ds.in_memory()  # over the memory budget: gathered anyway (balance holds the set it writes)
+    data = LabelledImages(ds.images.cpu(), ds.labels.cpu().long(), list(ds.class_names), name)
     check_classes(data, what)
     return data, ds
 
@@ -331,35 +326,6 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def original_files(spec: str, data: LabelledImages) -> list[tuple[str, str | None]] | None:
-    """For a folder or zip source, each image's file as (path, zip member or None), in the order of `data`
-    (unreadable files left out, as the reader leaves them out); None for other sources."""
-    from gantools.data import sources
-
-    zipped = sources._split_zip(spec) if spec != "-" else None
-    if zipped is not None:
-        items = sources._zip_items(*zipped)
-    elif spec != "-" and Path(spec).is_dir():
-        items = sources._folder_items(Path(spec))
-    else:
-        return None
-    if not items:  # a folder of IDX files
-        return None
-    entries, _ = sources._label_entries(items, spec)
-    if len(entries) != len(data.labels):
-        zips: dict = {}
-        readable = []
-        for e in entries:
-            with contextlib.suppress(Exception):
-                e.open(zips)
-                readable.append(e)
-        entries = readable
-    files = [(e.path, e.member) for e in entries]
-    if len(files) != len(data.labels) or [e.label for e in entries] != data.labels.tolist():
-        raise GantoolsError(f"{spec}: changed while gantools was reading it")
-    return files
-
-
 def _unique(name: str, used: set[str]) -> str:
     """`name`, or NAME-2.EXT, NAME-3.EXT, ... when taken (images of one class from several subfolders)."""
     stem, ext = os.path.splitext(name)
@@ -387,10 +353,10 @@ def write_folder(out: str, data: LabelledImages, files: list | None, gen_images:
     are written under temporary names and put in place at the end (fsutil.OutputFolder); on any error or
     Ctrl-C nothing is left."""
     from gantools.data.stream import encode_png
-    from gantools.fsutil import OutputFolder, _plain_name
+    from gantools.fsutil import OutputFolder, plain_name
 
     for name in data.class_names:
-        if not _plain_name(name) or name.startswith("."):
+        if not plain_name(name) or name.startswith("."):
             raise GantoolsError(f"class {name!r}: cannot be a folder name; write OUT as .npz or .h5")
     top = OutputFolder(out, FOLDER_KIND, overwrite)
     folders: list = []
@@ -493,7 +459,7 @@ def balance(data: str, out: str, target: str = "max", training: Training | None 
     targets = parse_target(target, counts, images.class_names)
     if only_generated and targets == counts:
         raise UsageError(f"--only-generated: nothing to generate, every class already has --target {target}")
-    files = original_files(data, images) if kind == "folder" and not only_generated else None
+    files = ds.files if kind == "folder" and not only_generated else None
     ck = obtain_balancer(images, data, training, checkpoint=checkpoint, save_model=save_model,
                          overwrite=overwrite, seed=seed, device=device)
     info(f"balance: {images.source}: {len(images.labels)} images in {len(counts)} classes; generating "

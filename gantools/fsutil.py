@@ -148,7 +148,7 @@ class OutputFolder:
             m = json.loads(path.read_text(encoding="utf-8"))
             kind, files = m["kind"], m["files"]
             ok = m["format"] == MANIFEST_FORMAT and all(
-                _plain_name(n) and set(st) == {"size", "mtime_ns"} for n, st in files.items())
+                plain_name(n) and set(st) == {"size", "mtime_ns"} for n, st in files.items())
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             ok = False
         if not ok:
@@ -161,7 +161,7 @@ class OutputFolder:
 
     def path(self, name: str) -> Path:
         """A temporary path in the folder to write the file `name` to; it takes that name on commit."""
-        if not _plain_name(name) or name in self._new:
+        if not plain_name(name) or name in self._new:
             raise ValueError(f"{name!r}: not a new plain file name")
         if name in self._others:
             raise GantoolsError(f"{self.folder / name}: gantools did not write this file (or it changed "
@@ -257,7 +257,8 @@ def _stat(path: Path) -> dict:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _plain_name(name) -> bool:
+def plain_name(name) -> bool:
+    """A file name without folders, not '', '.', '..' or gantools' manifest's name."""
     return isinstance(name, str) and name not in ("", ".", "..", MANIFEST) and "/" not in name \
         and os.sep not in name and (not os.altsep or os.altsep not in name)
 

@@ -166,6 +166,31 @@ def test_corrupt_images_skipped_with_one_warning_or_fail_when_all_bad(tmp_path, 
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("budget", [None, 1], ids=["in-memory", "lazy"])
+def test_files_say_which_file_each_row_came_from_skipping_unreadable_ones(tmp_path, budget):
+    """`files` (what balance copies originals by) stays row for row with the images, in memory or lazy."""
+    root = tmp_path / "imgs"
+    for cls, v in (("a", 40), ("b", 200)):
+        for i in range(3):
+            _png(root / cls / f"{i}.png", v + 10 * i, mode="L")
+    (root / "a" / "1b.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")  # sorts between 1.png and 2.png
+    ds = open_source(str(root), budget=budget)
+    assert (ds.images is None) == (budget is not None)
+    ds = ds.in_memory()
+    names = [f"{path.split('/')[-2]}/{path.split('/')[-1]}" for path, member in ds.files]
+    assert names == ["a/0.png", "a/1.png", "a/2.png", "b/0.png", "b/1.png", "b/2.png"]
+    assert all(member is None for _, member in ds.files)
+    for (path, _), image in zip(ds.files, ds.images):
+        assert int(image.float().mean()) == int(np.asarray(Image.open(path)).mean())
+    z = tmp_path / "imgs.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for p in sorted(root.rglob("*.png")):
+            zf.write(p, str(p.relative_to(root)))
+    dz = open_source(str(z), budget=budget).in_memory()
+    assert [(path, member) for path, member in dz.files] == [(str(z), n) for n in names]
+    assert torch.equal(dz.images, ds.images) and torch.equal(dz.labels, ds.labels)
+
+
 def test_corrupt_image_warning_is_one_line(tmp_path):
     root = tmp_path / "imgs"
     for i in range(2):

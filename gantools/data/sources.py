@@ -54,7 +54,8 @@ def memory_budget() -> int:
 
 
 class ImageSet:
-    """Images as uint8 NCHW (in memory, or decoded lazily), with optional integer labels."""
+    """Images as uint8 NCHW (in memory, or decoded lazily), with optional integer labels. `files`: for
+    folder and zip sources, each image's file as (path, zip member or None), row for row."""
 
     kind = "image"
 
@@ -65,12 +66,14 @@ class ImageSet:
         class_names: Sequence[str],
         source: str,
         lazy: "LazyImages | None" = None,
+        files: list[tuple[str, str | None]] | None = None,
     ):
         self.images = images
         self.labels = labels
         self.class_names = list(class_names)
         self.source = source
         self.lazy = lazy
+        self.files = files
         shape = images.shape[1:] if images is not None else lazy.shape
         self.channels, self.height, self.width = (int(s) for s in shape)
 
@@ -84,6 +87,20 @@ class ImageSet:
 
     def __len__(self) -> int:
         return len(self.images) if self.images is not None else len(self.lazy)
+
+    def in_memory(self) -> "ImageSet":
+        """This set with every image decoded into memory (a lazy set's unreadable files left out, with a
+        warning, and out of `files` too)."""
+        if self.images is not None:
+            return self
+        loader = torch.utils.data.DataLoader(self.lazy, batch_size=1024, num_workers=min(4, os.cpu_count() or 1))
+        parts = list(loader)
+        ok = torch.cat([k for _, _, k in parts])
+        _warn_skipped(self.source, [e.name() for e, k in zip(self.lazy.entries, ok.tolist()) if not k])
+        images = torch.cat([x for x, _, _ in parts])[ok]
+        labels = torch.cat([y for _, y, _ in parts])[ok] if self.labels is not None else None
+        files = [f for f, k in zip(self.files, ok.tolist()) if k] if self.files is not None else None
+        return ImageSet(images, labels, self.class_names, self.source, files=files)
 
     def spec(self) -> dict:
         """The data spec stored in checkpoints."""
@@ -530,14 +547,15 @@ def _open_files(items, source: str, resolution, channels, budget: int | None):
     if size > budget:
         debug(f"{source}: {size / 2**30:.1f} GiB of pixels is over the memory budget; decoding lazily")
         return ImageSet(None, _labels_tensor(entries) if class_names else None, class_names, source,
-                        lazy=LazyImages(entries, target))
+                        lazy=LazyImages(entries, target), files=[(e.path, e.member) for e in entries])
     arrays, ok, bad = _decode_entries(entries, target)
     _warn_skipped(source, bad)
     if not ok.any():
         raise GantoolsError(f"{source}: none of the {len(entries)} image files could be read")
     images = torch.from_numpy(arrays[ok]).permute(0, 3, 1, 2).contiguous()
-    labels = _labels_tensor([e for e, k in zip(entries, ok) if k]) if class_names else None
-    return ImageSet(images, labels, class_names, source)
+    kept = [e for e, k in zip(entries, ok) if k]
+    labels = _labels_tensor(kept) if class_names else None
+    return ImageSet(images, labels, class_names, source, files=[(e.path, e.member) for e in kept])
 
 
 def _labels_tensor(entries: list[_Entry]) -> torch.Tensor:
