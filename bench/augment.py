@@ -9,6 +9,12 @@ compare rows with each other, and see the seed spread (--seeds).
 
     python bench/augment.py [--steps 1500] [--every 500] [-n 1000] [--methods none,diffaug,ada]
                             [--seeds 0] [--set ngf=32 ...] [--data FACES] [--work DIR]
+                            [--per-class K] [--real REAL] [--real-per-class K]
+
+A subset of a labelled set: --per-class K trains on K random images of each class of DATA (e.g. 10% of
+CIFAR-10: `--data ../shared/datasets/cifar10/cifar10-jpeg.zip/train --per-class 500`), written once as
+an .npz in the work folder; the FID's reference is then REAL (e.g. the test split, --real-per-class 200),
+not the training images.
 """
 
 from __future__ import annotations
@@ -38,6 +44,22 @@ def fid(ckpt: Path, stats: Path, n: int) -> float:
     return json.loads(cached.read_text())["metrics"]["fid"]
 
 
+def subset(source: str, per_class: int, out: Path, seed: int = 0) -> str:
+    """K random images of each class of `source`, as an .npz (images NHWC uint8, labels) at `out`."""
+    if not out.exists():
+        import numpy as np
+
+        from gantools.data import open_source
+
+        ds = open_source(source)
+        rng = np.random.default_rng(seed)
+        labels = ds.labels.numpy()
+        keep = np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == k), per_class, replace=False)
+                                       for k in range(ds.num_classes)]))
+        np.savez(out, images=ds.images[keep].permute(0, 2, 3, 1).numpy(), labels=labels[keep])
+    return str(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(FACES))
@@ -49,13 +71,21 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="a model hyper-parameter KEY=VALUE for every run")
     ap.add_argument("--train-args", default="", help="more `gantools train` options for every run, one string")
     ap.add_argument("--work", default="/tmp/gantools-bench-augment")
+    ap.add_argument("--per-class", type=int, default=0, help="train on K random images per class of DATA")
+    ap.add_argument("--real", default=None, help="the FID's reference set (default: DATA as trained on)")
+    ap.add_argument("--real-per-class", type=int, default=0, help="K random images per class of REAL")
     args = ap.parse_args()
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    if args.per_class:
+        args.data = subset(args.data, args.per_class, work / f"train-{args.per_class}-per-class.npz")
+    real = args.real or args.data
+    if args.real_per_class:
+        real = subset(real, args.real_per_class, work / f"real-{args.real_per_class}-per-class.npz", seed=1)
     stats = work / "real-stats.npz"
     if not stats.exists():
-        run(["gantools", "evaluate", args.data, "--save-stats", str(stats), "-q"])
+        run(["gantools", "evaluate", real, "--save-stats", str(stats), "-q"])
     rows = []
     for seed in args.seeds.split(","):
         for method in args.methods.split(","):
