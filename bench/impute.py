@@ -27,9 +27,11 @@ thread on the CPU; to time it on more, the bench keeps that call from lowering t
 checks the count in effect while the loop runs.
 
 Variants: `gantools` and `paper` run as `gantools impute` does by default (self-validation: 10%
-of the observed cells held out, iteration count and hidden width chosen on them, small tables
-refitted); a `-fixed` suffix (`gantools-fixed`) runs the variant as the default did before
-2026-11-29: every observed cell trained on, exactly 10,000 iterations, the variant's width. Runs
+of the observed cells held out, iteration count and hidden width chosen on them, G's weights
+averaged over its iterations, tables of <= 1,000 rows averaging a G of every width, small tables
+refitted; the draws by predictive mean matching on the held-out cells); a `-fixed` suffix
+(`gantools-fixed`) runs the variant as the default did before 2026-11-29: every observed cell
+trained on, exactly 10,000 iterations, the variant's width. Runs
 with self-validation also make --draws random completions and report how often the hidden
 cell's true value lies in their 90% interval.
 

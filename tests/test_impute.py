@@ -507,3 +507,54 @@ def test_the_self_validating_fit_is_seeded_through_screen_and_refit(tmp_path):
     assert a.params.hidden_mult == a.validation["hidden_mult"] and a.iterations <= 400
     assert a.validation == b.validation and a.impute(holes).text == b.impute(holes).text
     assert a.impute(holes).text != c.impute(holes).text
+
+
+def test_draws_take_the_values_of_held_out_cells_with_the_nearest_g_values():
+    """Predictive mean matching: a drawn numeric value is the true value of one of the 50 held-out
+    cells (of any numeric column) whose G values are nearest; exact atoms such as zeros stay exact."""
+    from gantools.impute.imputer import _draw
+
+    rng = np.random.default_rng(3)
+    pred = [np.sort(rng.random(120)).round(4), np.sort(rng.random(80)).round(4)]
+    truth = [np.where(rng.random(len(p)) < 0.5, 0.0, rng.random(len(p)).round(4)) for p in pred]
+    values, truths = np.concatenate(pred), np.concatenate(truth)
+    near = np.argsort(np.abs(values - 0.3), kind="stable")[:50]
+    g = np.full((400, 2), 0.3)
+    out = np.stack([_draw(g, [p.tolist() for p in pred], [(t - p).tolist() for p, t in zip(pred, truth)], [],
+                          np.random.default_rng(k)) for k in range(5)])
+    allowed = truths[near]
+    gap = np.abs(out.reshape(-1, 1) - allowed.reshape(1, -1)).min(1)
+    assert gap.max() < 1e-9  # every draw is a donor's value
+    assert (out == 0.0).mean() == pytest.approx((allowed == 0).mean(), abs=0.05)  # zeros drawn as often as donated
+    assert len(np.unique(out)) > 0.5 * len(np.unique(allowed))  # from across the donors, not one
+
+
+def test_a_small_table_averages_a_g_of_every_width_and_the_model_keeps_them(tmp_path):
+    """At most ensemble_rows rows: every screened width trains on and is refitted; the filling is the
+    mean of their outputs, and --save-model / --model keep all of them."""
+    import torch
+
+    from gantools.impute import Imputer, fit_imputer
+    from gantools.impute.gain import generate
+    from gantools.impute.schema import encode
+
+    text, _ = _correlated(n=200, seed=8)
+    p = tmp_path / "c.csv"
+    p.write_text(text)
+    holes = read_table(str(p)).with_hidden(np.random.default_rng(1).random((200, 5)) < 0.15)
+    kw = dict(iterations=300, select_iterations=True, screen_iterations=100, eval_every=50, patience=100, seed=2)
+    imp = fit_imputer(holes, **kw)
+    widths = sorted(round(w * imp.dim) for w, _ in imp.validation["widths_tried"])
+    assert len(imp.members) == len(widths) - 1 == len(imp.validation["members"])
+    assert sorted(g.l1.out_features for g in (imp.G, *imp.members)) == widths
+    enc = encode(holes, imp.columns)
+    x, m = torch.from_numpy(enc.x), torch.from_numpy(enc.m)
+    each = [generate(g, x, m, seed=imp.seed) for g in (imp.G, *imp.members)]
+    torch.testing.assert_close(generate([imp.G, *imp.members], x, m, seed=imp.seed), sum(each) / len(each))
+    assert not torch.allclose(each[0], each[1])
+    model = tmp_path / "m.pt"
+    imp.save(model)
+    again = Imputer.load(model)
+    assert len(again.members) == len(imp.members) and again.impute(holes).text == imp.impute(holes).text
+    single = fit_imputer(holes, ensemble_rows=0, **kw)  # above the threshold: the best width alone
+    assert single.members == [] and "members" not in single.validation

@@ -156,3 +156,27 @@ def test_batches_hints_and_drops_follow_the_paper(cat_sizes, drop):
     shown = float(m_in[:, :tr.n_num][m_rec[:, :tr.n_num] == 1].mean())
     n_obs = int((m_rec[:, :tr.n_num] == 1).sum())
     assert abs(shown - (1 - drop)) < 4 * (max(drop * (1 - drop), 1e-12) / n_obs) ** 0.5 + 1e-9, shown
+
+
+@pytest.mark.parametrize("half_life", [10**9, 3])
+def test_averaged_g_is_an_exponential_average_with_a_warm_up(half_life):
+    """With ema_half_life, G's weights are averaged over the iterates: after step t with half-life
+    min(ema_half_life, ema_rampup * t), so the first iterates fade out; the fit returns the average."""
+    x, m = _table(n=96, cat_sizes=())
+    hp = GainParams.for_variant("paper", batch_size=32, ema_half_life=half_life)
+    tr = GainTrainer(x, m, 3, [], hp, torch.Generator().manual_seed(1))
+    iterates = []
+    expected, share_of_first = tr.g_flat.clone(), 1.0  # the initial weights
+    with torch.no_grad():
+        for b in tr.sample_chunk(40):
+            tr.step(b)
+            iterates.append(tr.g_flat.clone())
+    for t, w in enumerate(iterates, start=1):
+        keep = 0.5 ** (1 / min(half_life, hp.ema_rampup * t))
+        expected = keep * expected + (1 - keep) * w
+        share_of_first *= keep
+    torch.testing.assert_close(tr.g_ema, expected)
+    assert share_of_first < 0.02  # the early iterates fade out, however long the half-life
+    assert not torch.allclose(tr.g_ema, tr.g_flat)
+    G = tr.result().G
+    torch.testing.assert_close(torch.cat([p.detach().reshape(-1) for p in G.parameters()]), expected)

@@ -201,6 +201,7 @@ class FitResult:
     history: list = field(default_factory=list)  # [iteration, validation RMSE] every eval_every
     opt_state: dict = field(default_factory=dict)
     validation: dict = field(default_factory=dict)  # rate, cells, rmse, residuals (see Validation)
+    members: list = field(default_factory=list)  # more Gs (other widths) whose outputs G's is averaged with
 
 
 def cell_weight(d: int, n_num: int, cat_sizes: list[int], device) -> torch.Tensor:
@@ -249,14 +250,16 @@ class Validation:
         noise = torch.rand(self.x.shape, generator=gen).mul_(0.01).to(x.device)
         self.x_in, self.m_in = m_train * self.x + (1 - m_train) * noise, m_train
 
-    def predict(self, G: GainGenerator) -> torch.Tensor:
-        return G(self.x_in, self.m_in)
+    def predict(self, G: GainGenerator | list[GainGenerator]) -> torch.Tensor:
+        """G's values on the held-out cells' rows (a list of Gs: the mean of theirs)."""
+        Gs = G if isinstance(G, list) else [G]
+        return sum(g(self.x_in, self.m_in) for g in Gs) / len(Gs)
 
-    def rmse(self, G: GainGenerator) -> float:
+    def rmse(self, G: GainGenerator | list[GainGenerator]) -> float:
         err = (self.predict(G) - self.x).square_().mul_(self.weight).sum()
         return math.sqrt(float(err) / self.cells)
 
-    def errors(self, G: GainGenerator, most: int = 1000) -> tuple[list[list[float]], list[list[float]]]:
+    def errors(self, G: GainGenerator | list[GainGenerator], most: int = 1000) -> tuple[list[list[float]], list[list[float]]]:
         """Per numeric entry, G's values on the held-out cells and their errors (true - G), in
         min-max units, ordered by G's value; at most about `most` of them (every k-th)."""
         g = self.predict(G)[:, :self.n_num]
@@ -310,6 +313,7 @@ class GainTrainer:
         # validation history, the best score, its iteration and G's parameters then, seconds spent.
         self.done, self.history, self.stopped, self.seconds = 0, [], False, 0.0
         self.best, self.best_at, self.best_g = math.inf, 0, None
+        self.g_ema = self.g_flat.clone() if hp.ema_half_life > 0 else None
 
     # -- sampling ---------------------------------------------------------------
     def _indices(self, count: int) -> torch.Tensor:
@@ -435,11 +439,24 @@ class GainTrainer:
         return p
 
     def step(self, b: Batch) -> None:
+        """One D and one G update; then G's weight average moves towards G (with ema_half_life)."""
         h1, h2, g = self.g_forward(b)
         self.d_grads(b, g)
         self.opt_d.step()
         self.g_grads(b, h1, h2, g)
         self.opt_g.step()
+        if self.g_ema is not None:
+            half_life = min(self.hp.ema_half_life, self.hp.ema_rampup * float(self.opt_g.step_t))
+            self.g_ema.lerp_(self.g_flat, 1.0 - 0.5 ** (1.0 / max(half_life, 1e-3)))
+
+    def _ema_score(self, val: Validation) -> float:
+        """The validation RMSE of the averaged G (G's own weights are put back)."""
+        own = self.g_flat.clone()
+        self.g_flat.copy_(self.g_ema)
+        try:
+            return val.rmse(self.G)
+        finally:
+            self.g_flat.copy_(own)
 
     def losses(self, b: Batch) -> dict:
         """The losses on one batch (for progress and tests; not used by the loop)."""
@@ -486,12 +503,13 @@ class GainTrainer:
                     if progress is not None:
                         progress(done, iters)
                     if val is not None and (done % every == 0 or done == iters):
-                        self.history.append([done, val.rmse(self.G)])
+                        self.history.append([done, val.rmse(self.G) if self.g_ema is None else self._ema_score(val)])
                         # selection reads the mean of the last `smooth` scores: one lucky score on
                         # a few hundred cells is noise, not a better G
                         score = sum(h[1] for h in self.history[-hp.smooth:]) / len(self.history[-hp.smooth:])
                         if select and score < self.best:
-                            self.best, self.best_at, self.best_g = score, done, self.g_flat.clone()
+                            kept = self.g_flat if self.g_ema is None else self.g_ema
+                            self.best, self.best_at, self.best_g = score, done, kept.clone()
                         self.stopped = select and done - self.best_at >= hp.patience
         finally:
             torch.set_num_threads(threads)
@@ -501,6 +519,8 @@ class GainTrainer:
         """The trained networks (G: the best-scoring iterate when selecting), ending training."""
         if self.best_g is not None:
             self.g_flat.copy_(self.best_g)
+        elif self.g_ema is not None:
+            self.g_flat.copy_(self.g_ema)
         G, D = self.G, self.D
         # Give the networks their own (non-shared) parameter storage again.
         for net in (G, D):
@@ -529,9 +549,12 @@ def fit(x: torch.Tensor, m: torch.Tensor, n_num: int, cat_sizes: list[int], hp: 
     With a `validation_rate`, that fraction of the observed cells is held out and G scored on it
     (see GainTrainer.train). With `select_iterations` and `width_choices` too, one G per hidden width
     (the multipliers whose width lies within `width_range`) trains `screen_iterations`, and only the
-    best-scoring one trains on; `validation` records the widths tried and the multiplier chosen.
-    On a table of at most `refit_rows` rows, a G with the chosen width and count is then trained
-    afresh on every observed cell and returned."""
+    best-scoring one trains on; `validation` records the widths tried and the multiplier chosen. On
+    a table of at most `ensemble_rows` rows every width trains on instead (each to its own best count)
+    and G's outputs are averaged with theirs (`members`). On a table of at most `refit_rows` rows,
+    each G kept is then trained afresh on every observed cell with its width and count. With
+    `ema_half_life`, every G scored, kept or returned is the moving average of its weights (see
+    GainTrainer.step)."""
     gen_device = x.device if x.device.type != "cpu" else "cpu"
     val, x_all, m_all, n_rows = None, x, m, x.shape[0]
     if hp.validation_rate > 0:
@@ -545,42 +568,61 @@ def fit(x: torch.Tensor, m: torch.Tensor, n_num: int, cat_sizes: list[int], hp: 
     widths = [w for w in hp.width_choices if lo <= w * d <= hi] or [hp.hidden_mult]
     if val is None or not hp.select_iterations or hp.hidden or len(widths) < 2:
         gen = torch.Generator(device=gen_device).manual_seed(int(seed))
-        res = GainTrainer(x, m, n_num, cat_sizes, hp, gen).fit(progress, val)
+        results, mults = [GainTrainer(x, m, n_num, cat_sizes, hp, gen).fit(progress, val)], [hp.hidden_mult]
     else:
         trainers = [GainTrainer(x, m, n_num, cat_sizes, replace(hp, hidden_mult=float(w)),
                                 torch.Generator(device=gen_device).manual_seed(int(seed))) for w in widths]
         for tr in trainers:
             tr.train(int(hp.screen_iterations), None, val)
         scores = [tr.best for tr in trainers]
-        k = min(range(len(trainers)), key=scores.__getitem__)
-        trainers[k].train(int(hp.iterations), progress, val)
-        res = trainers[k].result(val)
-        res.seconds += sum(tr.seconds for i, tr in enumerate(trainers) if i != k)
-        res.validation["hidden_mult"] = float(widths[k])
-        res.validation["widths_tried"] = [[float(w), sc] for w, sc in zip(widths, scores)]
+        best = min(range(len(trainers)), key=scores.__getitem__)
+        kept = [best] + [k for k in range(len(trainers)) if k != best and n_rows <= hp.ensemble_rows]
+        for k in kept:
+            trainers[k].train(int(hp.iterations), progress, val)
+        results, mults = [trainers[k].result(val) for k in kept], [float(widths[k]) for k in kept]
+        results[0].seconds = sum(tr.seconds for tr in trainers)
+        results[0].validation.update(hidden_mult=float(widths[best]),
+                                     widths_tried=[[float(w), sc] for w, sc in zip(widths, scores)])
+        if len(kept) > 1:
+            results[0].validation["members"] = [[float(widths[k]), r.iterations] for k, r in zip(kept[1:], results[1:])]
+    res = results[0]
     if val is not None:
         res.validation["rate"] = hp.validation_rate
+        if len(results) > 1:
+            with torch.no_grad():
+                values, errors = val.errors([r.G for r in results])
+                res.validation.update(rmse=val.rmse([r.G for r in results]), predictions=values, residuals=errors)
         if hp.select_iterations and n_rows <= hp.refit_rows and res.iterations > 0:
             # A small table misses its held-out cells most: train afresh on every observed cell,
-            # with the chosen width, for the chosen count (the errors --draws adds stay those measured).
-            chosen = replace(hp, iterations=res.iterations, hidden_mult=res.validation.get("hidden_mult", hp.hidden_mult))
-            gen = torch.Generator(device=gen_device).manual_seed(int(seed))
-            again = GainTrainer(x_all, m_all, n_num, cat_sizes, chosen, gen).fit(progress)
-            again.seconds += res.seconds
+            # with the chosen widths and counts (the errors --draws uses stay those measured).
+            seconds = res.seconds
+            for i, (r, mult) in enumerate(zip(results, mults)):
+                chosen = replace(hp, iterations=r.iterations, hidden_mult=mult)
+                gen = torch.Generator(device=gen_device).manual_seed(int(seed))
+                again = GainTrainer(x_all, m_all, n_num, cat_sizes, chosen, gen).fit(progress)
+                seconds += again.seconds
+                results[i] = again
+            again = results[0]
+            again.seconds = seconds
             again.history, again.validation = res.history, dict(res.validation, refit=True)
-            return again
+            res = again
+    res.members = [r.G for r in results[1:]]
     return res
 
 
 @torch.no_grad()
-def generate(G: GainGenerator, x: torch.Tensor, m: torch.Tensor, seed: int = 0,
+def generate(G: GainGenerator | list[GainGenerator], x: torch.Tensor, m: torch.Tensor, seed: int = 0,
              batch: int = 65536) -> torch.Tensor:
-    """G's values for every entry: x filled with U(0, 0.01) noise where m is 0, then G([x, m])."""
+    """G's values for every entry: x filled with U(0, 0.01) noise where m is 0, then G([x, m]);
+    for a list of Gs, the mean of their values on the same input."""
+    Gs = G if isinstance(G, list) else [G]
     gen = torch.Generator(device="cpu").manual_seed(int(seed) + 1)
     out = torch.empty_like(x)
-    G.eval()
+    for g in Gs:
+        g.eval()
     for s in range(0, x.shape[0], batch):
         xb, mb = x[s:s + batch], m[s:s + batch]
         z = torch.rand(xb.shape, generator=gen).mul_(0.01).to(x.device)
-        out[s:s + batch] = G(mb * xb + (1 - mb) * z, mb)
+        xin = mb * xb + (1 - mb) * z
+        out[s:s + batch] = sum(g(xin, mb) for g in Gs) / len(Gs)
     return out

@@ -22,10 +22,13 @@ VARIANTS: dict[str, dict] = {
 
 # How every fit runs unless told otherwise (GainParams' own defaults, the paper's, have none of it):
 # 10% of the observed cells held out; the hidden width screened and the iteration count chosen on
-# them (smoothed over 4 scores); tables of <= 5,000 rows refitted on every cell. Chosen on 500-row
-# subsets 100..104 of Letter and Spam and Letter seed 100, which bench/impute.py does not use.
+# them (smoothed over 4 scores); tables of <= 1,000 rows keep and average a G of every width; tables
+# of <= 5,000 rows refitted on every cell; G's weights averaged over the iterations (half-life 2,000,
+# a quarter of the iterations run while shorter). Chosen on 500-row subsets 100..104 of Letter and
+# Spam and Letter seed 100, which bench/impute.py does not use. With validation_rate 0 none of it
+# applies: the fit before self-validation, exactly.
 SELF_VALIDATION = {"validation_rate": 0.1, "select_iterations": True, "width_choices": (0.5, 1.0, 2.0, 4.0, 8.0),
-                   "refit_rows": 5000, "smooth": 4}
+                   "refit_rows": 5000, "smooth": 4, "ema_half_life": 2000, "ensemble_rows": 1000}
 
 
 @dataclass
@@ -59,6 +62,14 @@ class GainParams:
     width_range: tuple = (16, 128)
     screen_iterations: int = 2000
     refit_rows: int = 0  # with selection, tables of at most this many rows are refitted on every cell
+    # With the width screen, tables of at most this many rows keep a G of every width (each trained
+    # to its own best count) and average their outputs.
+    ensemble_rows: int = 0
+    # The G used (scored, kept, returned) is an exponential moving average of its weights with this
+    # half-life in iterations, or `ema_rampup` times the iterations run while that is shorter (the
+    # early iterates fade out); 0: none.
+    ema_half_life: int = 0
+    ema_rampup: float = 0.25
 
     @classmethod
     def for_variant(cls, variant: str, **overrides) -> "GainParams":
@@ -70,6 +81,8 @@ class GainParams:
         values.update({k: v for k, v in overrides.items() if v is not None})
         if overrides.get("iterations") is not None and overrides.get("select_iterations") is None:
             values["select_iterations"] = False  # a given count is the count trained, at the variant's width
+        if not values["validation_rate"] and overrides.get("ema_half_life") is None:
+            values["ema_half_life"] = 0
         return cls(variant=variant, **values)
 
     def hidden_width(self, dim: int) -> int:
