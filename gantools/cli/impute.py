@@ -35,7 +35,7 @@ def impute(
     ignore: Optional[str] = typer.Option(None, "--ignore", help="Columns passed through untouched (IDs, free text): COLS."),
     header: Optional[bool] = typer.Option(None, "--header/--no-header", help="Whether the first CSV row is a header [default: detected]."),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="Train exactly this many iterations, at the variant's width [default: up to 10000, the count and the hidden width chosen on the validation cells]."),
-    validation_rate: Optional[float] = typer.Option(None, "--validation-rate", help="Fraction of the observed cells held out of training (seeded) to choose the iteration count and hidden width on, and to measure the errors --draws adds, or 0 (none): train on every observed cell [default: 0.1]."),
+    validation_rate: Optional[float] = typer.Option(None, "--validation-rate", help="Fraction of the observed cells held out of training (seeded) to choose the iteration count and hidden width on, and to draw --draws' values from, or 0 (none): train on every observed cell [default: 0.1]."),
     draws: Optional[int] = typer.Option(None, "--draws", help="Write this many random completions (multiple imputation): CSV/TSV in R mice's long format (columns .imp and .id first), arrays with a new first axis; with --evaluate, report the coverage of their 90% intervals."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Rows per batch [default: 128]."),
     hint_rate: Optional[float] = typer.Option(None, "--hint-rate", help="Probability a cell's mask entry is revealed to D [default: 0.9]."),
@@ -78,7 +78,7 @@ def impute(
         raise UsageError("--iterations/--batch-size/--hint-rate/--alpha/--validation-rate/--variant train a new "
                          "imputer; --model applies a saved one")
     if draws and validation_rate == 0:
-        raise UsageError("--draws adds errors measured on the validation cells: it needs --validation-rate above 0")
+        raise UsageError("--draws draws its values from the validation cells: it needs --validation-rate above 0")
 
     params["variant"] = variant
     imputer = None

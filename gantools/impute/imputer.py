@@ -87,7 +87,7 @@ class Imputer:
         own (predictive mean matching), each categorical value drawn from G's probabilities."""
         residuals, predictions = self.validation.get("residuals"), self.validation.get("predictions")
         if residuals is None or predictions is None:
-            raise GantoolsError("--draws needs the errors on the validation cells, and this imputer has none "
+            raise GantoolsError("--draws needs the validation cells' values, and this imputer has none "
                                 "(fitted with --validation-rate 0, or saved before gantools kept them)")
         s = self.seed if seed is None else seed
         outs = self._outputs(table, [s + k for k in range(draws)], device)
