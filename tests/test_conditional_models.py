@@ -103,6 +103,32 @@ def test_projection_discriminator_is_linear_plus_inner_product():
     assert MODELS.get("projection").default_loss == "hinge"
 
 
+def test_projection_d_step_widens_the_true_labels_margin():
+    """D's step scores reals under their labels and fakes under the drawn ones: with the same images as
+    fakes under wrong labels and every hinge active, its loss is 2 - (score(x, y) - score(x, wrong)), so a
+    gradient step raises the true label's score over the wrong one's (reals scored under the drawn labels,
+    or the hinge's sides swapped, would not)."""
+    torch.manual_seed(0)
+    objective, nets = _objective("projection")
+    D = nets["D"].eval()  # eval: spectral norm's power iteration stays put, only the step moves D
+    x, y = 0.05 * torch.randn(16, 3, 32, 32), torch.arange(4).repeat(4)
+    wrong = (y + 1) % 4
+
+    def margin() -> torch.Tensor:
+        return (D(x, y) - D(x, wrong)).mean()
+
+    with torch.no_grad():
+        assert torch.cat([D(x, y), D(x, wrong)]).abs().max() < 1  # every hinge active
+        before = margin()
+    d = objective.d_step(nets, x, y, x, {"y": wrong}, with_g=False)
+    torch.testing.assert_close(d.loss, 2 - before)
+    d.loss.backward()
+    with torch.no_grad():
+        for p in D.parameters():
+            p -= 1e-3 * p.grad
+        assert margin() > before
+
+
 def test_conditional_batch_norm_applies_each_samples_class_gain_and_bias():
     torch.manual_seed(0)
     cbn = ConditionalBatchNorm2d(5, 3)
