@@ -96,12 +96,14 @@ def test_mutual_information_loss_is_its_formula():
     assert float(logs["q_acc"]) == pytest.approx(np.mean(hits))
 
 
-def test_prior_is_seeded_and_prefix_stable():
-    prior = InfoPrior(5, [10, 3], 2)
+@pytest.mark.parametrize("noise", ["uniform", "normal"])
+def test_prior_is_seeded_and_prefix_stable(noise):
+    prior = InfoPrior(5, [10, 3], 2, noise)
     small = prior.draw(3, np.random.default_rng(7))
     large = prior.draw(40, np.random.default_rng(7))
     for name in ("z", "c_cat", "c_cont"):
         assert torch.equal(small[name], large[name][:3]), name
+    assert (large["z"].abs().max() <= 1) == (noise == "uniform")  # 200 normal draws all within 1: p ~ 1e-34
     assert not torch.equal(prior.draw(3, np.random.default_rng(8))["c_cont"], small["c_cont"])
     assert large["c_cat"].dtype == torch.int64 and large["c_cat"].shape == (40, 2)
     assert (large["c_cat"] >= 0).all() and (large["c_cat"] < torch.tensor([10, 3])).all()
@@ -109,6 +111,31 @@ def test_prior_is_seeded_and_prefix_stable():
     assert len(set(large["c_cat"][:, 0].tolist())) > 5  # the categories are spread, not one value
     g = [prior.draw(6, torch.Generator().manual_seed(4)) for _ in range(2)]  # training's draws are seeded too
     assert all(torch.equal(g[0][k], g[1][k]) for k in g[0])
+    if noise == "uniform":
+        assert g[0]["z"].abs().max() <= 1 and g[0]["z"].min() < 0 < g[0]["z"].max()
+
+
+def test_noise_is_uniform_and_older_priors_keep_normal_noise():
+    """uniform z is the default (measured: bench/RESULTS.md "conditional"); a prior state saved before the
+    option (no `uniform_noise`), as a resume and the commands load it, draws the normal noise it trained with."""
+    spec = MODELS.get("infogan")
+    assert spec.defaults["noise"] == "uniform"
+    data = {"kind": "image", "channels": 1, "resolution": 28}
+    prior = build_objective(spec, dict(spec.defaults), data).build_prior()
+    assert prior.draw(500, np.random.default_rng(0))["z"].abs().max() <= 1
+    saved = prior.state_dict()
+    restored = build_objective(spec, {k: v for k, v in spec.defaults.items() if k != "noise"}, data).build_prior()
+    restored.load_state_dict(saved)  # the noise comes from the saved state, not the hyper-parameters
+    assert torch.equal(restored.draw(5, np.random.default_rng(1))["z"], prior.draw(5, np.random.default_rng(1))["z"])
+    prior.load_state_dict({})
+    assert prior.draw(500, np.random.default_rng(0))["z"].abs().max() > 1
+
+
+def test_truncation_of_uniform_noise_is_refused(checkpoint, cli, tmp_path):
+    out = tmp_path / "x.npz"
+    r = cli("sample", checkpoint, "-n", "4", "--truncation", "1", "-o", out, "--device", "cpu")
+    assert r.code == 2 and "--truncation" in r.err and "uniform" in r.err and len(r.err.strip().splitlines()) == 1, r.err
+    assert not out.exists()
 
 
 def test_interpolate_code_sweeps_only_that_code(checkpoint, cli, tmp_path):
@@ -161,6 +188,9 @@ def test_bad_code_settings_are_refused(shapes, cli, tmp_path):
     r = cli("train", "infogan", "--data", shapes, "--steps", "1", "-b", "8", "--updates", "simultaneous", "--device", "cpu",
             "--out", tmp_path / "run2")
     assert r.code == 2 and "alternating" in r.err, r.err
+    r = cli("train", "infogan", "--data", shapes, "--steps", "1", "-b", "8", "--set", "noise=gaussian", "--device", "cpu",
+            "--out", tmp_path / "run3")
+    assert r.code == 2 and "noise 'gaussian'" in r.err and len(r.err.strip().splitlines()) == 1, r.err
 
 
 @pytest.mark.parametrize("suffix", ["npz", "h5"])
