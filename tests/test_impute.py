@@ -529,13 +529,14 @@ def test_draws_take_the_values_of_held_out_cells_with_the_nearest_g_values():
     assert len(np.unique(out)) > 0.5 * len(np.unique(allowed))  # from across the donors, not one
 
 
-def test_a_small_table_averages_a_g_of_every_width_and_the_model_keeps_them(tmp_path):
-    """At most ensemble_rows rows: every screened width trains on and is refitted; the filling is the
-    mean of their outputs, and --save-model / --model keep all of them."""
+def test_a_small_table_averages_gs_of_several_widths_and_the_model_keeps_them(tmp_path, monkeypatch):
+    """At most ensemble_rows rows: every screened width trains on; the filling is the mean of their
+    outputs with the weights chosen on the held-out cells (here made equal, so that every width
+    stays in), and --save-model / --model keep every G and weight."""
     import torch
 
+    import gantools.impute.gain as gain
     from gantools.impute import Imputer, fit_imputer
-    from gantools.impute.gain import generate
     from gantools.impute.schema import encode
 
     text, _ = _correlated(n=200, seed=8)
@@ -543,18 +544,39 @@ def test_a_small_table_averages_a_g_of_every_width_and_the_model_keeps_them(tmp_
     p.write_text(text)
     holes = read_table(str(p)).with_hidden(np.random.default_rng(1).random((200, 5)) < 0.15)
     kw = dict(iterations=300, select_iterations=True, screen_iterations=100, eval_every=50, patience=100, seed=2)
+    single = fit_imputer(holes, ensemble_rows=0, **kw)  # above the threshold: the best width alone
+    assert single.members == [] and single.weights == [1.0] and "ensemble" not in single.validation
+    monkeypatch.setattr(gain, "_ensemble_weights", lambda preds, val: [0.7] + [0.3 / (len(preds) - 1)] * (len(preds) - 1))
     imp = fit_imputer(holes, **kw)
     widths = sorted(round(w * imp.dim) for w, _ in imp.validation["widths_tried"])
-    assert len(imp.members) == len(widths) - 1 == len(imp.validation["members"])
-    assert sorted(g.l1.out_features for g in (imp.G, *imp.members)) == widths
+    assert sorted(g.l1.out_features for g in (imp.G, *imp.members)) == widths and len(widths) == 2
+    assert imp.weights == [0.7, 0.3] and [e[2] for e in imp.validation["ensemble"]] == imp.weights
     enc = encode(holes, imp.columns)
     x, m = torch.from_numpy(enc.x), torch.from_numpy(enc.m)
-    each = [generate(g, x, m, seed=imp.seed) for g in (imp.G, *imp.members)]
-    torch.testing.assert_close(generate([imp.G, *imp.members], x, m, seed=imp.seed), sum(each) / len(each))
+    each = [gain.generate(g, x, m, seed=imp.seed) for g in (imp.G, *imp.members)]
     assert not torch.allclose(each[0], each[1])
+    torch.testing.assert_close(gain.generate([imp.G, *imp.members], x, m, seed=imp.seed, weights=imp.weights),
+                               0.7 * each[0] + 0.3 * each[1])
     model = tmp_path / "m.pt"
     imp.save(model)
     again = Imputer.load(model)
-    assert len(again.members) == len(imp.members) and again.impute(holes).text == imp.impute(holes).text
-    single = fit_imputer(holes, ensemble_rows=0, **kw)  # above the threshold: the best width alone
-    assert single.members == [] and "members" not in single.validation
+    assert again.weights == imp.weights and again.impute(holes).text == imp.impute(holes).text
+    assert again.impute(holes).text != single.impute(holes).text
+
+
+def test_ensemble_weights_pick_on_the_held_out_cells():
+    """Greedy selection with replacement: two predictions with independent errors share the weight
+    (their mean is closer to the truth), a far worse one gets none."""
+    import torch
+
+    from gantools.impute.gain import Validation, _ensemble_weights, cell_weight
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(400, 3, generator=g)
+    m = torch.ones_like(x)
+    val = Validation(x, m, m.clone(), cell_weight(3, 3, [], "cpu"), 3, seed=0)
+    a, b = (x + 0.1 * torch.randn(x.shape, generator=g) for _ in range(2))
+    bad = x + 0.5 * torch.randn(x.shape, generator=g)
+    w = _ensemble_weights([bad, a, b], val)
+    assert w[0] == 0 and w[1] > 0.3 and w[2] > 0.3 and sum(w) == pytest.approx(1.0)
+    assert _ensemble_weights([a, bad], val) == [1.0, 0.0]  # nothing to gain: the best alone

@@ -180,3 +180,25 @@ def test_averaged_g_is_an_exponential_average_with_a_warm_up(half_life):
     assert not torch.allclose(tr.g_ema, tr.g_flat)
     G = tr.result().G
     torch.testing.assert_close(torch.cat([p.detach().reshape(-1) for p in G.parameters()]), expected)
+
+
+def test_the_fit_keeps_the_better_of_the_average_and_the_iterate_on_the_held_out_cells():
+    """With held-out cells, the G returned is whichever of the last iterate and the weight average
+    scores better on them, and the result says which: on columns that predict each other the iterate
+    (the average lags behind it), on columns of pure noise the average (the iterate chases noise)."""
+    from gantools.impute.gain import Validation, cell_weight, hold_out
+
+    kept = []
+    for full, m in (_correlated_table(n=300), _table(n=300, cat_sizes=(), missing=0.2)):
+        d = full.shape[1]
+        v = hold_out(m, d, [], 0.2, seed=0)
+        val = Validation(full * m, m, v, cell_weight(d, d, [], "cpu"), d, seed=0)
+        hp = GainParams.for_variant("paper", iterations=1500, batch_size=64, ema_half_life=200)
+        tr = GainTrainer(full * (m - v), m - v, d, [], hp, torch.Generator().manual_seed(0))
+        tr.train(1500)
+        with torch.no_grad():
+            raw, mean = val.rmse(tr.G), tr._ema_score(val)
+            res = tr.result(val)
+            assert res.averaged == (mean < raw) and val.rmse(res.G) == pytest.approx(min(raw, mean), rel=1e-6)
+        kept.append(res.averaged)
+    assert kept == [False, True]

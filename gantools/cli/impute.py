@@ -180,12 +180,13 @@ def _describe(imputer) -> None:
         if val.get("widths_tried"):
             tried = ", ".join(f"{round(w * imputer.dim)}: {score:.4f}" for w, score in val["widths_tried"])
             width += f" (chosen on the validation cells after {hp.screen_iterations} iterations; {tried})"
-        if val.get("members"):
-            width += ", averaged with " + ", ".join(f"width {round(w * imputer.dim)} ({n} iterations)"
-                                                  for w, n in val["members"])
+        if val.get("ensemble"):
+            width += "; outputs averaged, weighted on the validation cells: " + ", ".join(
+                f"width {round(m * imputer.dim)} ({n} iterations) {w:.2f}" for m, n, w in val["ensemble"])
         info(f"impute: validation on {val['cells']} held-out cells ({100 * val['rate']:g}% of the observed): "
              f"RMSE {val['rmse']:.4f}; iterations {imputer.iterations} ({how}); {width}; "
              f"hint rate {hp.hint_rate:g}, alpha {hp.alpha:g}"
+             + (f"; G's weights averaged over its iterations (half-life {hp.ema_half_life})" if val.get("averaged") else "")
              + ("; then refitted on every observed cell" if val.get("refit") else ""))
 
 

@@ -202,6 +202,8 @@ class FitResult:
     opt_state: dict = field(default_factory=dict)
     validation: dict = field(default_factory=dict)  # rate, cells, rmse, residuals (see Validation)
     members: list = field(default_factory=list)  # more Gs (other widths) whose outputs G's is averaged with
+    weights: list = field(default_factory=lambda: [1.0])  # of G's outputs and the members', in the average
+    averaged: bool = False  # G is the moving average of the iterates' weights (it scored better)
 
 
 def cell_weight(d: int, n_num: int, cat_sizes: list[int], device) -> torch.Tensor:
@@ -250,19 +252,23 @@ class Validation:
         noise = torch.rand(self.x.shape, generator=gen).mul_(0.01).to(x.device)
         self.x_in, self.m_in = m_train * self.x + (1 - m_train) * noise, m_train
 
-    def predict(self, G: GainGenerator | list[GainGenerator]) -> torch.Tensor:
-        """G's values on the held-out cells' rows (a list of Gs: the mean of theirs)."""
-        Gs = G if isinstance(G, list) else [G]
-        return sum(g(self.x_in, self.m_in) for g in Gs) / len(Gs)
+    def predict(self, G: GainGenerator | list[GainGenerator], weights: list[float] | None = None) -> torch.Tensor:
+        """G's values on the held-out cells' rows (a list of Gs: the weighted mean of theirs)."""
+        return generate_on(G, self.x_in, self.m_in, weights)
 
-    def rmse(self, G: GainGenerator | list[GainGenerator]) -> float:
-        err = (self.predict(G) - self.x).square_().mul_(self.weight).sum()
+    def score(self, g: torch.Tensor) -> float:
+        """The RMSE of values `g` on the held-out cells."""
+        err = (g - self.x).square_().mul_(self.weight).sum()
         return math.sqrt(float(err) / self.cells)
 
-    def errors(self, G: GainGenerator | list[GainGenerator], most: int = 1000) -> tuple[list[list[float]], list[list[float]]]:
+    def rmse(self, G: GainGenerator | list[GainGenerator], weights: list[float] | None = None) -> float:
+        return self.score(self.predict(G, weights))
+
+    def errors(self, G: GainGenerator | list[GainGenerator], weights: list[float] | None = None,
+               most: int = 1000) -> tuple[list[list[float]], list[list[float]]]:
         """Per numeric entry, G's values on the held-out cells and their errors (true - G), in
         min-max units, ordered by G's value; at most about `most` of them (every k-th)."""
-        g = self.predict(G)[:, :self.n_num]
+        g = self.predict(G, weights)[:, :self.n_num]
         r = self.x[:, :self.n_num] - g
         held = self.v[:, :self.n_num] > 0
         values, errors = [], []
@@ -312,7 +318,7 @@ class GainTrainer:
         # Where training stands (train() may be called again to go on): iterations done, the
         # validation history, the best score, its iteration and G's parameters then, seconds spent.
         self.done, self.history, self.stopped, self.seconds = 0, [], False, 0.0
-        self.best, self.best_at, self.best_g = math.inf, 0, None
+        self.best, self.best_at, self.best_g, self.best_averaged = math.inf, 0, None, False
         self.g_ema = self.g_flat.clone() if hp.ema_half_life > 0 else None
 
     # -- sampling ---------------------------------------------------------------
@@ -503,13 +509,18 @@ class GainTrainer:
                     if progress is not None:
                         progress(done, iters)
                     if val is not None and (done % every == 0 or done == iters):
-                        self.history.append([done, val.rmse(self.G) if self.g_ema is None else self._ema_score(val)])
+                        # G scored is the better of the iterate and (with ema_half_life) the average
+                        raw = val.rmse(self.G)
+                        mean = self._ema_score(val) if self.g_ema is not None else math.inf
+                        averaged = mean < raw
+                        self.history.append([done, min(raw, mean)])
                         # selection reads the mean of the last `smooth` scores: one lucky score on
                         # a few hundred cells is noise, not a better G
                         score = sum(h[1] for h in self.history[-hp.smooth:]) / len(self.history[-hp.smooth:])
                         if select and score < self.best:
-                            kept = self.g_flat if self.g_ema is None else self.g_ema
+                            kept = self.g_ema if averaged else self.g_flat
                             self.best, self.best_at, self.best_g = score, done, kept.clone()
+                            self.best_averaged = averaged
                         self.stopped = select and done - self.best_at >= hp.patience
         finally:
             torch.set_num_threads(threads)
@@ -517,10 +528,14 @@ class GainTrainer:
 
     def result(self, val: Validation | None = None) -> FitResult:
         """The trained networks (G: the best-scoring iterate when selecting), ending training."""
+        averaged = self.best_averaged
         if self.best_g is not None:
             self.g_flat.copy_(self.best_g)
-        elif self.g_ema is not None:
-            self.g_flat.copy_(self.g_ema)
+        elif self.g_ema is not None:  # the average, unless the iterate scores better on `val`
+            with torch.no_grad():
+                averaged = val is None or self._ema_score(val) < val.rmse(self.G)
+            if averaged:
+                self.g_flat.copy_(self.g_ema)
         G, D = self.G, self.D
         # Give the networks their own (non-shared) parameter storage again.
         for net in (G, D):
@@ -532,7 +547,7 @@ class GainTrainer:
                 values, errors = val.errors(G)
                 validation = {"cells": val.cells, "rmse": val.rmse(G), "predictions": values, "residuals": errors}
         return FitResult(G, D, self.seconds, self.best_at if self.best_g is not None else self.done,
-                         history=self.history, validation=validation,
+                         history=self.history, validation=validation, averaged=averaged,
                          opt_state={"opt_G": self.opt_g.state(), "opt_D": self.opt_d.state()})
 
     def fit(self, progress: Callable[[int, int], None] | None = None,
@@ -551,8 +566,9 @@ def fit(x: torch.Tensor, m: torch.Tensor, n_num: int, cat_sizes: list[int], hp: 
     (the multipliers whose width lies within `width_range`) trains `screen_iterations`, and only the
     best-scoring one trains on; `validation` records the widths tried and the multiplier chosen. On
     a table of at most `ensemble_rows` rows every width trains on instead (each to its own best count)
-    and G's outputs are averaged with theirs (`members`). On a table of at most `refit_rows` rows,
-    each G kept is then trained afresh on every observed cell with its width and count. With
+    and the returned G's outputs are averaged with others' (`members`), weighted as chosen on the
+    held-out cells (`_ensemble_weights`). On a table of at most `refit_rows` rows, each G kept is
+    then trained afresh on every observed cell with its width and count. With
     `ema_half_life`, every G scored, kept or returned is the moving average of its weights (see
     GainTrainer.step)."""
     gen_device = x.device if x.device.type != "cpu" else "cpu"
@@ -580,41 +596,73 @@ def fit(x: torch.Tensor, m: torch.Tensor, n_num: int, cat_sizes: list[int], hp: 
         for k in kept:
             trainers[k].train(int(hp.iterations), progress, val)
         results, mults = [trainers[k].result(val) for k in kept], [float(widths[k]) for k in kept]
-        results[0].seconds = sum(tr.seconds for tr in trainers)
-        results[0].validation.update(hidden_mult=float(widths[best]),
-                                     widths_tried=[[float(w), sc] for w, sc in zip(widths, scores)])
+        weights = [1.0]
         if len(kept) > 1:
-            results[0].validation["members"] = [[float(widths[k]), r.iterations] for k, r in zip(kept[1:], results[1:])]
+            with torch.no_grad():
+                weights = _ensemble_weights([val.predict(r.G) for r in results], val)
+            order = sorted((i for i in range(len(kept)) if weights[i] > 0), key=lambda i: -weights[i])
+            results, mults, weights = [results[i] for i in order], [mults[i] for i in order], [weights[i] for i in order]
+        results[0].seconds = sum(tr.seconds for tr in trainers)
+        results[0].weights = weights
+        results[0].validation.update(hidden_mult=mults[0],
+                                     widths_tried=[[float(w), sc] for w, sc in zip(widths, scores)])
+        if len(results) > 1:
+            results[0].validation["ensemble"] = [[m, r.iterations, w] for m, r, w in zip(mults, results, weights)]
     res = results[0]
     if val is not None:
-        res.validation["rate"] = hp.validation_rate
+        res.validation.update(rate=hp.validation_rate, averaged=res.averaged)
         if len(results) > 1:
             with torch.no_grad():
-                values, errors = val.errors([r.G for r in results])
-                res.validation.update(rmse=val.rmse([r.G for r in results]), predictions=values, residuals=errors)
+                Gs = [r.G for r in results]
+                values, errors = val.errors(Gs, res.weights)
+                res.validation.update(rmse=val.rmse(Gs, res.weights), predictions=values, residuals=errors)
         if hp.select_iterations and n_rows <= hp.refit_rows and res.iterations > 0:
             # A small table misses its held-out cells most: train afresh on every observed cell,
             # with the chosen widths and counts (the errors --draws uses stay those measured).
             seconds = res.seconds
             for i, (r, mult) in enumerate(zip(results, mults)):
-                chosen = replace(hp, iterations=r.iterations, hidden_mult=mult)
+                chosen = replace(hp, iterations=r.iterations, hidden_mult=mult,
+                                 ema_half_life=hp.ema_half_life if r.averaged else 0)
                 gen = torch.Generator(device=gen_device).manual_seed(int(seed))
                 again = GainTrainer(x_all, m_all, n_num, cat_sizes, chosen, gen).fit(progress)
                 seconds += again.seconds
                 results[i] = again
             again = results[0]
-            again.seconds = seconds
+            again.seconds, again.weights = seconds, res.weights
             again.history, again.validation = res.history, dict(res.validation, refit=True)
             res = again
     res.members = [r.G for r in results[1:]]
     return res
 
 
+def _ensemble_weights(preds: list[torch.Tensor], val: Validation, rounds: int = 10) -> list[float]:
+    """Weights of an average of the predictions, chosen on the held-out cells by greedy selection with
+    replacement (Caruana et al. 2004): start from the best one, add the one that lowers the average's
+    RMSE most, stop when none does; a prediction's weight is the share of picks it got."""
+    counts, total, mean, best = [0] * len(preds), 0, None, math.inf
+    for _ in range(rounds):
+        score, i = min((val.score(p if mean is None else (mean * total + p) / (total + 1)), i)
+                       for i, p in enumerate(preds))
+        if score >= best:
+            break
+        mean = preds[i] if mean is None else (mean * total + preds[i]) / (total + 1)
+        counts[i], total, best = counts[i] + 1, total + 1, score
+    return [c / total for c in counts]
+
+
+def generate_on(G: GainGenerator | list[GainGenerator], x_in: torch.Tensor, m: torch.Tensor,
+                weights: list[float] | None = None) -> torch.Tensor:
+    """G([x_in, m]); for a list of Gs, the mean of their values weighted by `weights` (default equal)."""
+    Gs = G if isinstance(G, list) else [G]
+    weights = weights or [1.0 / len(Gs)] * len(Gs)
+    return sum(w * g(x_in, m) for g, w in zip(Gs, weights))
+
+
 @torch.no_grad()
 def generate(G: GainGenerator | list[GainGenerator], x: torch.Tensor, m: torch.Tensor, seed: int = 0,
-             batch: int = 65536) -> torch.Tensor:
+             batch: int = 65536, weights: list[float] | None = None) -> torch.Tensor:
     """G's values for every entry: x filled with U(0, 0.01) noise where m is 0, then G([x, m]);
-    for a list of Gs, the mean of their values on the same input."""
+    for a list of Gs, the weighted mean of their values on the same input (see generate_on)."""
     Gs = G if isinstance(G, list) else [G]
     gen = torch.Generator(device="cpu").manual_seed(int(seed) + 1)
     out = torch.empty_like(x)
@@ -623,6 +671,5 @@ def generate(G: GainGenerator | list[GainGenerator], x: torch.Tensor, m: torch.T
     for s in range(0, x.shape[0], batch):
         xb, mb = x[s:s + batch], m[s:s + batch]
         z = torch.rand(xb.shape, generator=gen).mul_(0.01).to(x.device)
-        xin = mb * xb + (1 - mb) * z
-        out[s:s + batch] = sum(g(xin, mb) for g in Gs) / len(Gs)
+        out[s:s + batch] = generate_on(Gs, mb * xb + (1 - mb) * z, mb, weights)
     return out

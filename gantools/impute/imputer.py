@@ -51,6 +51,7 @@ class Imputer:
     iterations: int = 0  # the iterations G was trained for (chosen on the validation cells, or fixed)
     validation: dict = field(default_factory=dict)  # rate, cells, rmse, residuals, history
     members: list = field(default_factory=list)  # Gs of other widths whose outputs G's is averaged with
+    weights: list = field(default_factory=lambda: [1.0])  # of G's outputs and the members', in the average
 
     @property
     def cat_sizes(self) -> list[int]:
@@ -74,7 +75,7 @@ class Imputer:
         G = [g.to(dev) for g in (self.G, *self.members)]
         x, m = torch.from_numpy(enc.x).to(dev), torch.from_numpy(enc.m).to(dev)
         for s in seeds:
-            yield generate(G, x, m, seed=s).cpu().numpy()
+            yield generate(G, x, m, seed=s, weights=self.weights).cpu().numpy()
 
     def generate(self, table: Table, seed: int | None = None, device: str = "cpu") -> dict:
         """Decoded generator values for every cell of every imputed column (observed ones too)."""
@@ -162,9 +163,9 @@ class Imputer:
             columns = [Column.from_dict(c) for c in data["columns"]]
             G, D = build_networks(hp, data)
             G.load_state_dict(ckpt["state"]["G"])
-            members = []  # the other widths' Gs, averaged with G
-            for (mult, _), sd in zip((config.get("validation") or {}).get("members", []),
-                                     ckpt["state"].get("G_members", []), strict=True):
+            members = []  # the other widths' Gs, averaged with G: [width multiplier, iterations, weight]
+            ensemble = (config.get("validation") or {}).get("ensemble", [[None, None, 1.0]])
+            for (mult, _, _), sd in zip(ensemble[1:], ckpt["state"].get("G_members", []), strict=True):
                 members.append(build_networks(dict(hp, hidden=None, hidden_mult=mult), data)[0])
                 members[-1].load_state_dict(sd)
             if ckpt["state"].get("D") is not None:
@@ -176,7 +177,7 @@ class Imputer:
                    iterations=int(ckpt.get("step", 0)), validation=dict(config.get("validation") or {}),
                    missing_values=tuple(data.get("missing_values", DEFAULT_MISSING)),
                    source=data.get("source", ""), rows=int(data.get("rows", 0)), metrics=list(ckpt.get("metrics", [])),
-                   members=members)
+                   members=members, weights=[float(e[2]) for e in ensemble])
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Imputer":
@@ -265,7 +266,8 @@ def fit_imputer(table: Table, categorical: str | None = None, ignore: str | None
     validation = dict(res.validation, history=res.history) if res.validation else {}
     if "hidden_mult" in validation:  # the width chosen on the validation cells
         params = replace(params, hidden_mult=validation["hidden_mult"])
-    return Imputer(columns=columns, params=params, G=res.G, D=res.D, members=res.members, seed=seed, source=table.source,
+    return Imputer(columns=columns, params=params, G=res.G, D=res.D, members=res.members, weights=res.weights,
+                   seed=seed, source=table.source,
                    missing_values=tuple(missing_values),
                    rows=table.n_rows, seconds=res.seconds, opt_state=res.opt_state,
                    metrics=[{"step": res.iterations, "fit_seconds": round(res.seconds, 3)}],
