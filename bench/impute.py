@@ -28,12 +28,12 @@ checks the count in effect while the loop runs.
 
 Variants: `gantools` and `paper` run as `gantools impute` does by default (self-validation: 10%
 of the observed cells held out, iteration count and hidden width chosen on them, G's weights
-averaged over its iterations, tables of <= 1,000 rows averaging a G of every width, small tables
-refitted; the draws by predictive mean matching on the held-out cells); a `-fixed` suffix
-(`gantools-fixed`) runs the variant as the default did before 2026-11-29: every observed cell
-trained on, exactly 10,000 iterations, the variant's width. Runs
-with self-validation also make --draws random completions and report how often the hidden
-cell's true value lies in their 90% interval.
+averaged over its iterations where that scores better, tables of <= 1,000 rows averaging the Gs of
+several widths, small tables refitted; the draws by predictive mean matching on the held-out cells);
+a `-fixed` suffix (`gantools-fixed`) runs the variant as the default did before 2026-11-29: every
+observed cell trained on, exactly 10,000 iterations, the variant's width. Runs with self-validation
+also make --draws random completions and report how often the hidden cell's true value lies in
+their 90% interval.
 
 Small tables (method `small`): --subsets random subsets of --rows rows of each data set (subset k:
 rows drawn without replacement by numpy's default_rng(k); its hidden cells: seed k), each variant

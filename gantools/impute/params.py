@@ -22,11 +22,12 @@ VARIANTS: dict[str, dict] = {
 
 # How every fit runs unless told otherwise (GainParams' own defaults, the paper's, have none of it):
 # 10% of the observed cells held out; the hidden width screened and the iteration count chosen on
-# them (smoothed over 4 scores); tables of <= 1,000 rows keep and average a G of every width; tables
-# of <= 5,000 rows refitted on every cell; G's weights averaged over the iterations (half-life 2,000,
-# a quarter of the iterations run while shorter). Chosen on 500-row subsets 100..104 of Letter and
-# Spam and Letter seed 100, which bench/impute.py does not use. With validation_rate 0 none of it
-# applies: the fit before self-validation, exactly.
+# them (smoothed over 4 scores); tables of <= 1,000 rows keep a G of every width and average their
+# outputs with weights chosen on the held-out cells; tables of <= 5,000 rows refitted on every cell;
+# G's weights averaged over the iterations (half-life 2,000, a quarter of the iterations run while
+# shorter) where that average scores better than the iterate. Chosen on 500-row subsets 100..102 of
+# Letter and Spam and Letter seed 100, which bench/impute.py does not use. With validation_rate 0
+# none of it applies: the fit before self-validation, exactly.
 SELF_VALIDATION = {"validation_rate": 0.1, "select_iterations": True, "width_choices": (0.5, 1.0, 2.0, 4.0, 8.0),
                    "refit_rows": 5000, "smooth": 4, "ema_half_life": 2000, "ensemble_rows": 1000}
 
@@ -65,9 +66,9 @@ class GainParams:
     # With the width screen, tables of at most this many rows keep a G of every width (each trained
     # to its own best count) and average their outputs.
     ensemble_rows: int = 0
-    # The G used (scored, kept, returned) is an exponential moving average of its weights with this
-    # half-life in iterations, or `ema_rampup` times the iterations run while that is shorter (the
-    # early iterates fade out); 0: none.
+    # G's weights are also kept as an exponential moving average with this half-life in iterations,
+    # or `ema_rampup` times the iterations run while that is shorter (the early iterates fade out);
+    # with held-out cells the better-scoring of the average and the iterate is the G used. 0: none.
     ema_half_life: int = 0
     ema_rampup: float = 0.25
 
