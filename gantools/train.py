@@ -60,7 +60,9 @@ class TrainConfig:
     z_dim: int | None = None
     ema: bool = False
     ema_decay: float = 0.999  # the EMA's decay per step once warmed up (ema_beta)
-    ema_rampup: float = 0.05  # the EMA's half-life grows as this fraction of the steps so far (0: no warm-up)
+    # the EMA's half-life grows as this fraction of the steps so far (0: no warm-up); 0.01, not stylegan2-ada's
+    # 0.05, which lagged G by up to 15 FID on MNIST (bench/RESULTS.md, EMA)
+    ema_rampup: float = 0.01
     seed: int = 0
     device: str = "auto"
     out: str | None = None

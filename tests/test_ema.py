@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import math
+import re
 
 import pytest
 import torch
 
 from conftest import TINY_DCGAN
 from gantools.checkpoint import load_checkpoint
-from gantools.train import Trainer, TrainConfig, _resume_config, ema_beta, train
+from gantools.train import Trainer, TrainConfig, _resume_config, ema_beta, resume, train
 
 
 def test_the_warm_up_half_life_is_rampup_times_the_steps_until_decay_takes_over():
@@ -56,6 +58,7 @@ def test_a_checkpoints_ema_generator_has_averaged_weights_and_gs_batch_norm_buff
     """As measured best (bench/RESULTS.md, EMA): G_ema's weights are an average that lags G's, its
     batch-norm statistics G's own."""
     cfg = TrainConfig(model="dcgan", data="toy:shapes", steps=4, batch_size=8, device="cpu", ema=True,
+                      ema_rampup=0.5,  # a half-life of 2 steps at step 4 (the default's is a fraction of a step)
                       sample_every=0, hparams=dict(TINY_DCGAN), out=str(tmp_path / "run"))
     ck = load_checkpoint(train(cfg))
     G_ema, G = ck["state"]["G_ema"], ck["state"]["G"]
@@ -68,7 +71,32 @@ def test_checkpoints_from_before_the_warm_up_resume_without_it(tmp_path):
     ck = {"config": {**TrainConfig(model="dcgan", data="toy:shapes", ema=True).to_dict()}}
     del ck["config"]["ema_rampup"]
     assert _resume_config(tmp_path / "x.pt", ck, {}).ema_rampup == 0.0
-    assert TrainConfig(model="dcgan", data="toy:shapes").ema_rampup == 0.05  # new runs warm up
+    assert TrainConfig(model="dcgan", data="toy:shapes").ema_rampup > 0  # new runs warm up
+
+
+def test_a_run_resumes_with_its_own_warm_up_whatever_the_default(tmp_path):
+    """Runs started under an earlier default (0.05 until 2026-11-29) keep their rule on --resume: a run
+    with another rampup, resumed half-way, ends with the EMA of the same run trained straight."""
+    def cfg(name, steps):
+        return TrainConfig(model="dcgan", data="toy:shapes", steps=steps, batch_size=8, device="cpu", ema=True,
+                           ema_rampup=0.5, sample_every=0, hparams=dict(TINY_DCGAN), out=str(tmp_path / name))
+
+    assert cfg("x", 4).ema_rampup != TrainConfig(model="dcgan", data="toy:shapes").ema_rampup
+    straight = load_checkpoint(train(cfg("straight", 4)))
+    train(cfg("resumed", 2))
+    resumed = load_checkpoint(resume(str(tmp_path / "resumed"), {"steps": 4}))
+    assert resumed["config"]["ema_rampup"] == 0.5
+    for k, v in straight["state"]["G_ema"].items():
+        assert torch.equal(v, resumed["state"]["G_ema"][k]), k
+
+
+@pytest.mark.parametrize("name", ["ema_decay", "ema_rampup"])
+def test_the_help_states_the_configs_default(name):
+    from gantools.cli.train import train as train_command
+
+    help_text = inspect.signature(train_command).parameters[name].default.help
+    stated = re.search(r"\[default: ([^\]]+)\]", help_text).group(1)
+    assert float(stated) == getattr(TrainConfig(model="dcgan", data="toy:shapes"), name)
 
 
 def test_ema_rampup_out_of_range_is_refused_in_one_line(cli, tmp_path):

@@ -43,7 +43,7 @@ def train(
     z_dim: Optional[int] = typer.Option(None, "--z-dim", help="Latent dimension [default: the model's]."),
     ema: Optional[bool] = typer.Option(None, "--ema/--no-ema", help="Keep an exponential moving average of G [default: off]."),
     ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="EMA decay per step once warmed up: beta_t = min(DECAY, 0.5 ** (1 / (RAMPUP * t))) at step t [default: 0.999]."),
-    ema_rampup: Optional[float] = typer.Option(None, "--ema-rampup", help="EMA warm-up: its half-life is RAMPUP x the steps so far until DECAY's (ln 0.5 / ln DECAY steps); 0 for no warm-up [default: 0.05]."),
+    ema_rampup: Optional[float] = typer.Option(None, "--ema-rampup", help="EMA warm-up: its half-life is RAMPUP x the steps so far until DECAY's (ln 0.5 / ln DECAY steps); 0 for no warm-up [default: 0.01]."),
     seed: Optional[int] = typer.Option(None, help="Random seed [default: 0]."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N or mps [default: auto].",
                                          autocompletion=complete_devices),
