@@ -220,8 +220,9 @@ register_model(ModelSpec(
     # code and 2 continuous codes; D/Q: conv 64, conv 128, FC 1024 shared, Q's FC 128; G: FC 1024,
     # FC 7x7x128, deconv 64, deconv 1; Adam with lr 2e-4 for D and 1e-3 for G; betas as DCGAN's.
     # noise: z uniform in [-1, 1] as the authors' code (openai/InfoGAN's Uniform(62)), not N(0, I): on MNIST
-    # (narrowed nets, 2,500 steps) the code error fell from 59.0% and 45.2% to 24.5% and 22.4% (seeds 0 and 1;
-    # bench/RESULTS.md "conditional"). Priors saved without it drew N(0, I) (InfoPrior.load_state_dict).
+    # (narrowed nets, 2,500 steps) the code error fell from 59.0% and 45.2% to 24.5% and 22.4% (seeds 0 and 1),
+    # with these networks at 28 px from 62.1% to 20.9% at 2,000 steps (seed 0; bench/RESULTS.md "conditional").
+    # Priors saved without it drew N(0, I) (InfoPrior.load_state_dict).
     defaults={"z_dim": 62, "noise": "uniform", "cat_codes": [10], "cont_codes": 2, "lambda_cat": 1.0, "lambda_cont": 0.1,
               "ngf": 64, "ndf": 64, "hidden": 1024, "d_norm": "auto", "batch_size": 64, "lr_g": 1e-3,
               "lr_d": 2e-4, "betas": [0.5, 0.999], "steps": 5000, "updates": "alternating"},
