@@ -483,7 +483,9 @@ class Trainer:
 
         # ---- the model's objective and networks (initialised from the seed; a resume loads over them)
         torch.manual_seed(cfg.seed)
-        self.hparams = hp = model_hparams(cfg, spec)
+        # a resume rebuilds the networks the run trained, from the checkpoint's hyper-parameters: today's
+        # registry defaults fill only a fresh run (a key an old checkpoint lacks keeps the model's old meaning)
+        self.hparams = hp = dict(resume["hparams"]) if resume is not None else model_hparams(cfg, spec)
         self.objective = obj = build_objective(spec, hp, self.data_spec, self.loss)
         try:
             self.nets = obj.build_networks()

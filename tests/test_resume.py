@@ -166,6 +166,23 @@ def test_an_old_checkpoint_resumes_with_its_steps_as_horizon(tmp_path, small_sha
         assert_same(straight["state"][part], resumed["state"][part], part)
 
 
+def test_a_resume_rebuilds_the_runs_networks_not_todays_defaults(tmp_path, small_shapes):
+    """dcgan's default `upsample` changed from deconv to resize: a checkpoint written before the key existed
+    trained transposed convolutions, and its resume must rebuild those (today's default would not load)."""
+    deconv = {**DCGAN, "hparams": {**TINY_DCGAN, "upsample": "deconv"}}
+    straight = load_checkpoint(train(_config(deconv, small_shapes, tmp_path / "a", steps=2 * K)))
+    train(_config(deconv, small_shapes, tmp_path / "b", steps=K))
+    old = tmp_path / "b" / "checkpoints" / "last.pt"
+    ck = load_checkpoint(old)
+    del ck["hparams"]["upsample"]  # as written before the option
+    ck["config"]["hparams"] = dict(TINY_DCGAN)
+    save_checkpoint(ck, old, overwrite=True)
+    resumed = load_checkpoint(resume(str(old), {"steps": 2 * K}))
+    assert "upsample" not in resumed["hparams"]
+    for part in ("G", "D", "opt_G", "opt_D"):
+        assert_same(straight["state"][part], resumed["state"][part], part)
+
+
 def test_epochs_on_resume_are_the_new_total(cli, tmp_path, small_shapes):
     data, run = small_shapes / "shapes.npz", tmp_path / "run"
     common = ["--batch-size", "8", "--device", "cpu", "--sample-every", "0", "--config", _tiny_toml(tmp_path)]
