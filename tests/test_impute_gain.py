@@ -202,3 +202,17 @@ def test_the_fit_keeps_the_better_of_the_average_and_the_iterate_on_the_held_out
             assert res.averaged == (mean < raw) and val.rmse(res.G) == pytest.approx(min(raw, mean), rel=1e-6)
         kept.append(res.averaged)
     assert kept == [False, True]
+
+
+def test_no_weight_average_above_the_refit_size():
+    """A table of more than refit_rows rows is fitted exactly as without ema_half_life."""
+    from dataclasses import replace
+
+    full, m = _correlated_table(n=300)
+    hp = GainParams.for_variant("gantools", iterations=400, select_iterations=True, eval_every=100,
+                                screen_iterations=100, refit_rows=200)
+    a = fit(full * m, m, 4, [], hp, seed=1)
+    b = fit(full * m, m, 4, [], replace(hp, ema_half_life=0), seed=1)
+    assert hp.ema_half_life > 0 and not a.averaged and a.validation["averaged"] is False
+    for pa, pb in zip(a.G.parameters(), b.G.parameters()):
+        assert torch.equal(pa, pb)

@@ -23,9 +23,9 @@ VARIANTS: dict[str, dict] = {
 # How every fit runs unless told otherwise (GainParams' own defaults, the paper's, have none of it):
 # 10% of the observed cells held out; the hidden width screened and the iteration count chosen on
 # them (smoothed over 4 scores); tables of <= 1,000 rows keep a G of every width and average their
-# outputs with weights chosen on the held-out cells; tables of <= 5,000 rows refitted on every cell;
-# G's weights averaged over the iterations (half-life 2,000, a quarter of the iterations run while
-# shorter) where that average scores better than the iterate. Chosen on 500-row subsets 100..102 of
+# outputs with weights chosen on the held-out cells; tables of <= 5,000 rows refitted on every cell,
+# and there G's weights averaged over the iterations (half-life 2,000, a quarter of the iterations
+# run while shorter) where that average scores better than the iterate. Chosen on 500-row subsets 100..102 of
 # Letter and Spam and Letter seed 100, which bench/impute.py does not use. With validation_rate 0
 # none of it applies: the fit before self-validation, exactly.
 SELF_VALIDATION = {"validation_rate": 0.1, "select_iterations": True, "width_choices": (0.5, 1.0, 2.0, 4.0, 8.0),
