@@ -39,7 +39,7 @@ def interpolate(
     class_: Optional[str] = typer.Option(None, "--class", help="Conditional models: keep this class (index or name) (default: the class `sample --seed` gives the first endpoint)."),
     class_path: Optional[str] = typer.Option(None, "--class-path", help="Conditional models that embed labels: interpolate the class embedding from class A to B (A:B) at a fixed z."),
     code: Optional[int] = typer.Option(None, "--code", help="Models with continuous latent codes (infogan): sweep code K (from 1) from -2 to 2 at a fixed z, one row per categorical value."),
-    truncation: Optional[float] = typer.Option(None, help="Draw endpoints from the normal truncated to [-T, T]."),
+    truncation: Optional[float] = typer.Option(None, help="Draw endpoints from the normal truncated to [-T, T] (models whose z is normal)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output: x.png, x.gif, folder, x.npz, x.h5 or - (stream)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file OUT, or gantools' own earlier output in a folder OUT (files it did not write there are never touched)."),
     fps: float = typer.Option(12.0, help="Frames per second of a GIF."),
