@@ -10,7 +10,9 @@ test digits (its Q head on the images: `infogan_code_logits`), codes matched one
 (scipy's linear_sum_assignment), the error rate; and (c).
 
     python bench/conditional.py --steps steps=20                 # a smoke run
-    python bench/conditional.py --steps steps=1500 --steps projection:steps=300 --set ngf=32 --set ndf=32
+    python bench/conditional.py --steps steps=3000 --steps projection:steps=2000 --set ngf=32 --set ndf=32 \
+        --set infogan:hidden=512 --set projection:ngf=16 --set projection:ndf=16 --set projection:n_critic=1 \
+        --set projection:lr_g=1e-3 --set projection:lr_d=1e-3     # the CPU budgets in bench/RESULTS.md
     python bench/conditional.py --minutes 8 --set ngf=32 --set ndf=32   # a time budget per model
 
 Results: a markdown table on stdout, everything in WORK/results.json; sample grids (one column a
