@@ -527,6 +527,9 @@ def test_draws_take_the_values_of_held_out_cells_with_the_nearest_g_values():
     assert gap.max() < 1e-9  # every draw is a donor's value
     assert (out == 0.0).mean() == pytest.approx((allowed == 0).mean(), abs=0.05)  # zeros drawn as often as donated
     assert len(np.unique(out)) > 0.5 * len(np.unique(allowed))  # from across the donors, not one
+    few = _draw(g, [pred[0][:20].tolist()], [(truth[0][:20] - pred[0][:20]).tolist()], [], np.random.default_rng(0))
+    nearest = truth[0][:20][np.argsort(np.abs(pred[0][:20] - 0.3), kind="stable")[:10]]
+    assert np.abs(few[:, :1] - nearest.reshape(1, -1)).min(1).max() < 1e-9  # a pool of 20: its 10 nearest
 
 
 def test_a_small_table_averages_gs_of_several_widths_and_the_model_keeps_them(tmp_path, monkeypatch):

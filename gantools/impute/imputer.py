@@ -193,8 +193,8 @@ class Imputer:
 def _draw(g: np.ndarray, predictions: list[list[float]], residuals: list[list[float]], cat_sizes: list[int],
           rng: np.random.Generator) -> np.ndarray:
     """One random completion of G's encoded output `g`. Each numeric entry takes the true value of a
-    held-out cell (of any numeric column) drawn from the 5% (at least 50) whose G values are nearest
-    its own: predictive mean matching (R mice's `pmm`, with the held-out cells as donors), so the
+    held-out cell (of any numeric column) drawn from the 5% (at least 50, at most half) whose G values
+    are nearest its own: predictive mean matching (R mice's `pmm`, with the held-out cells as donors), so the
     draws keep the values' atoms (a sparse column's zeros) and their spread at that G value; adding a
     neighbour's error to G's value instead smeared the atoms and gave Spam 85% rank coverage. A one-hot
     block is drawn from its probabilities."""
@@ -205,7 +205,7 @@ def _draw(g: np.ndarray, predictions: list[list[float]], residuals: list[list[fl
     if len(values):
         order = np.argsort(values, kind="stable")
         values, truths = values[order], truths[order]
-        near = min(len(values), max(50, len(values) // 20))
+        near = max(1, min(max(50, len(values) // 20), len(values) // 2))  # a small pool: its nearer half
         for k in range(len(residuals)):
             start = np.clip(np.searchsorted(values, out[:, k]) - near // 2, 0, len(values) - near)
             out[:, k] = truths[start + rng.integers(0, near, n)]
