@@ -93,14 +93,7 @@ class ImageSet:
         warning, and out of `files` too)."""
         if self.images is not None:
             return self
-        loader = torch.utils.data.DataLoader(self.lazy, batch_size=1024, num_workers=min(4, os.cpu_count() or 1))
-        parts = list(loader)
-        ok = torch.cat([k for _, _, k in parts])
-        _warn_skipped(self.source, [e.name() for e, k in zip(self.lazy.entries, ok.tolist()) if not k])
-        images = torch.cat([x for x, _, _ in parts])[ok]
-        labels = torch.cat([y for _, y, _ in parts])[ok] if self.labels is not None else None
-        files = [f for f, k in zip(self.files, ok.tolist()) if k] if self.files is not None else None
-        return ImageSet(images, labels, self.class_names, self.source, files=files)
+        return _decoded(self.lazy.entries, self.lazy.target, self.class_names, self.source)
 
     def spec(self) -> dict:
         """The data spec stored in checkpoints."""
@@ -548,6 +541,11 @@ def _open_files(items, source: str, resolution, channels, budget: int | None):
         debug(f"{source}: {size / 2**30:.1f} GiB of pixels is over the memory budget; decoding lazily")
         return ImageSet(None, _labels_tensor(entries) if class_names else None, class_names, source,
                         lazy=LazyImages(entries, target), files=[(e.path, e.member) for e in entries])
+    return _decoded(entries, target, class_names, source)
+
+
+def _decoded(entries: list[_Entry], target: _Target, class_names: list[str], source: str) -> ImageSet:
+    """The entries decoded into an in-memory ImageSet; unreadable files left out with one warning."""
     arrays, ok, bad = _decode_entries(entries, target)
     _warn_skipped(source, bad)
     if not ok.any():
