@@ -170,7 +170,7 @@ def train(model: str, args, steps: int, out: Path, hp: list[str]) -> None:
     """`gantools train` for `steps`, or stopped by SIGTERM after --minutes (it saves and exits 130)."""
     cmd = [sys.executable, "-m", "gantools", "train", model, "--data", args.data, "--steps", str(steps),
            "--batch-size", str(args.batch_size), "--resolution", str(RESOLUTION), "--out", str(out),
-           "--sample-every", "0", "--ckpt-every", str(steps), "--device", args.device,
+           "--sample-every", "0", "--ckpt-every", str(steps), "--device", args.device, "--seed", str(args.seed),
            *[a for kv in hp for a in as_options(kv)]]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     try:
@@ -193,7 +193,7 @@ def run_model(model: str, args, work: Path, judge: nn.Module) -> dict:
     train(model, args, steps, work / model, hp)
     ckpt = work / model / "checkpoints" / "last.pt"
     ck = load_checkpoint(ckpt)
-    row = {"model": model, "steps": ck["step"], "batch_size": args.batch_size, "hparams": hp,
+    row = {"model": model, "steps": ck["step"], "batch_size": args.batch_size, "seed": args.seed, "hparams": hp,
            "train_seconds": round(time.time() - t0, 1), "checkpoint": str(ckpt)}
     resolution = int(ck["data"]["resolution"])
     if args.grids:
@@ -242,6 +242,7 @@ def main() -> None:
                    "--minutes); repeatable")
     p.add_argument("--minutes", type=float, help="stop each training after this long (SIGTERM: it saves)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0, help="every training run's seed")
     p.add_argument("--set", action="append", default=[],
                    help="KEY=VALUE for the models that have KEY, MODEL:KEY=VALUE for one; repeatable")
     p.add_argument("--per-class", type=int, default=1000, help="samples per class for the accuracy")
