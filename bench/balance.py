@@ -103,6 +103,8 @@ def train_gan(model: str, data: Path, run: Path, settings: dict, extra: list[str
     if "lr" in s:
         lr = s.pop("lr")
         args += ["--lr-g", lr, "--lr-d", lr]
+    if s.pop("ema", False):  # ema=true: train with --ema (the commands then sample the weight average)
+        args.append("--ema")
     for k, v in s.items():
         args += ["--set", f"{k}={v}"]
     t0 = time.time()
