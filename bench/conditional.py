@@ -38,7 +38,7 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 MNIST = ROOT.parent / "shared" / "datasets" / "mnist"
-RESOLUTION = 32  # every model trains at the judge's size: MNIST's 28 resized to 32
+RESOLUTION = 32  # conditional models train at the judge's size: MNIST's 28 resized to 32
 
 
 def gantools(*args, capture: bool = True) -> str:
@@ -166,10 +166,12 @@ def as_options(kv: str) -> tuple[str, ...]:
     return (f"--{key.replace('_', '-')}", value) if key in TRAIN_KEYS else ("--set", kv)
 
 
-def train(model: str, args, steps: int, out: Path, hp: list[str]) -> None:
-    """`gantools train` for `steps`, or stopped by SIGTERM after --minutes (it saves and exits 130)."""
+def train(model: str, args, steps: int, out: Path, hp: list[str], resolution: int | None) -> None:
+    """`gantools train` for `steps` (at `resolution`, or the data's own size when None), or stopped by
+    SIGTERM after --minutes (it saves and exits 130)."""
+    size = ["--resolution", str(resolution)] if resolution else []
     cmd = [sys.executable, "-m", "gantools", "train", model, "--data", args.data, "--steps", str(steps),
-           "--batch-size", str(args.batch_size), "--resolution", str(RESOLUTION), "--out", str(out),
+           "--batch-size", str(args.batch_size), *size, "--out", str(out),
            "--sample-every", "0", "--ckpt-every", str(steps), "--device", args.device, "--seed", str(args.seed),
            *[a for kv in hp for a in as_options(kv)]]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
@@ -190,7 +192,9 @@ def run_model(model: str, args, work: Path, judge: nn.Module) -> dict:
     hp = [kv for kv in for_model(args.set, model) if kv.split("=")[0] in spec.defaults]  # the settings it has
     steps = int(dict(kv.split("=") for kv in for_model(args.steps, model)).get("steps", 100_000 if args.minutes else 20))
     t0 = time.time()
-    train(model, args, steps, work / model, hp)
+    # conditional models train at the judge's size; InfoGAN (scored by its code, not the judge) at the data's
+    # own, the size `gantools train infogan` picks on MNIST (28 px, the paper's)
+    train(model, args, steps, work / model, hp, RESOLUTION if spec.conditional else None)
     ckpt = work / model / "checkpoints" / "last.pt"
     ck = load_checkpoint(ckpt)
     row = {"model": model, "steps": ck["step"], "batch_size": args.batch_size, "seed": args.seed, "hparams": hp,
