@@ -5,9 +5,10 @@ For every conditional model in the registry (or --models), trained with `gantool
 class (`gantools sample` gives a conditional checkpoint its classes in turn: n = 10k is 1,000 each);
 (c) FID against the MNIST test set (`gantools evaluate`, `--fid-fake` samples against the
 statistics of the first `--fid-real` test images, both at the 32x32 the models train at).
-For InfoGAN (--infogan, when registered): (b) its categorical code as a classifier of the real
-test digits (its Q head on the images: `infogan_code_logits`), codes matched one-to-one to digits
-(scipy's linear_sum_assignment), the error rate; and (c).
+For InfoGAN (--infogan, when registered; trained at the data's own 28x28, as `gantools train` picks):
+(b) its categorical code as a classifier of the real test digits (its Q head on the images:
+`infogan_code_logits`), codes matched one-to-one to digits (scipy's linear_sum_assignment), the error
+rate; and (c) at 28x28.
 
     python bench/conditional.py --steps steps=20                 # a smoke run
     python bench/conditional.py --steps steps=3000 --steps projection:steps=2000 --set ngf=32 --set ndf=32 \
