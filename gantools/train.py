@@ -27,6 +27,7 @@ from gantools import checkpoint as ckpt_io
 from gantools import distributed
 from gantools.augment import AugmentedCritic, build_augment, seed_for
 from gantools.data import ImageSet, open_source
+from gantools.data.sampling import class_balanced_order
 from gantools.errors import GantoolsError, Interrupted, UsageError
 from gantools.generate import resolve_device, to_uint8
 from gantools.log import ProgressReporter, debug, info, warn
@@ -40,7 +41,8 @@ except ImportError:  # Windows: run folders are not locked
     fcntl = None
 
 # Keys of a model's registry defaults that configure training rather than the networks.
-TRAIN_KEYS = {"batch_size", "lr_g", "lr_d", "betas", "steps", "n_critic", "r1", "lr_schedule", "updates"}
+TRAIN_KEYS = {"batch_size", "lr_g", "lr_d", "betas", "steps", "n_critic", "r1", "lr_schedule", "updates",
+              "class_balanced"}
 
 
 @dataclass
@@ -80,6 +82,9 @@ class TrainConfig:
     # fakes; "simultaneous": G's and D's gradients from the same forward pass (D before its update,
     # as PyTorch-GAN's loops do), one forward pass of D fewer per step
     updates: str | None = None
+    # real batches with every class equally often (a rare class's images repeat within an epoch) instead of
+    # in the data's proportions; needs labels
+    class_balanced: bool | None = None
     r1: float | None = None  # R1 penalty weight gamma (Mescheder et al. 2018): gamma/2 * E|grad D(x_real)|^2
     amp: bool | None = None  # bf16 autocast; default on for CUDA
     compile: str | None = None  # torch.compile G and D with this mode: default, reduce-overhead, max-autotune
@@ -355,7 +360,8 @@ def _resolve(cfg: TrainConfig, spec, data_len: int | None = None) -> TrainConfig
     d = spec.defaults_for(cfg.loss)
     loss = LOSSES.get(cfg.loss)
     fallbacks = {"batch_size": 64, "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999], "n_critic": loss.default_n_critic,
-                 "z_dim": 100, "r1": 0.0, "lr_schedule": "constant", "updates": "alternating"}
+                 "z_dim": 100, "r1": 0.0, "lr_schedule": "constant", "updates": "alternating",
+                 "class_balanced": False}
     for name, fallback in fallbacks.items():
         if getattr(cfg, name) is None:
             setattr(cfg, name, d.get(name, fallback))
@@ -473,6 +479,9 @@ class Trainer:
             raise UsageError(f"{cfg.data}: model {spec.name} is conditional and needs labelled data (class "
                              "folders, IDX labels, npz/h5 'labels'); this source has no labels")
         self.cfg = cfg = _resolve(cfg, spec, len(self.data))
+        if cfg.class_balanced and getattr(self.data, "labels", None) is None:
+            raise UsageError(f"--class-balanced: {cfg.data} has no labels to balance (class folders, IDX labels, "
+                             "npz/h5 'labels')")
         self._check_distributed()
         self.loss = LOSSES.get(cfg.loss)
         self.amp = cfg.amp if cfg.amp is not None else self.device.type == "cuda"
@@ -636,7 +645,11 @@ class Trainer:
         rows of each global batch (gantools.distributed), batch after batch."""
         bs = self.cfg.batch_size
         while True:
-            order = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.epoch))
+            gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.epoch)
+            if self.cfg.class_balanced:
+                order = class_balanced_order(self.data.labels, gen)
+            else:
+                order = torch.randperm(len(self.data), generator=gen)
             order = order[self.epoch_pos * bs:len(order) - len(order) % bs]
             order = distributed.rows(order.view(-1, bs), 1).reshape(-1)
             if self._in_memory():
@@ -1103,6 +1116,7 @@ def _resume_config(path: Path, ck: dict, overrides: dict) -> TrainConfig:
     if not config:
         raise GantoolsError(f"{path}: checkpoint has no training config to resume from")
     config.setdefault("updates", "alternating")  # checkpoints from before the option trained this way
+    config.setdefault("class_balanced", False)  # before the option batches kept the data's proportions
     config.setdefault("lr_horizon", config.get("steps"))  # before the option, linear schedules ended at `steps`
     config.setdefault("ema_rampup", 0.0)  # before the option the EMA had no warm-up
     config.setdefault("augment", "none")  # before the option D's inputs were not augmented

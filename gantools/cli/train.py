@@ -67,6 +67,7 @@ def train(
     lr_schedule: Optional[Literal[LR_SCHEDULES]] = typer.Option(None, "--lr-schedule", help="constant, or linear (decay to 0 at --lr-horizon) [default: the model's, else constant]."),
     lr_horizon: Optional[int] = typer.Option(None, "--lr-horizon", help="Step where a linear schedule reaches 0; fixed when the run starts and kept on --resume, so a resumed run decays as one run would. A run may not go past it with a linear schedule (its rate would be 0): resume with a later --lr-horizon to decay over the longer run (the rate then follows the new horizon from the resumed step on) [default: --steps]."),
     updates: Optional[Literal[UPDATE_SCHEMES]] = typer.Option(None, "--updates", help="alternating (G's gradient through the updated D) or simultaneous (G and D from one D pass, less work) [default: the model's, else alternating]."),
+    class_balanced: Optional[bool] = typer.Option(None, "--class-balanced/--no-class-balanced", help="Draw real batches with every class equally often (a rare class's images repeat within an epoch) instead of in the data's proportions; needs labels [default: the model's, else off]."),
     augment: Optional[Literal[AUGMENTS]] = typer.Option(None, "--augment", help="Augment D's inputs, real and fake alike: diffaug (DiffAugment: colour, translation, cutout), ada (adaptive: flips, translation, colour with a probability steered by D's overfitting) or none [default: diffaug for image sets of at most 1,000 images, else none]."),
     ada_target: Optional[float] = typer.Option(None, "--ada-target", help="ADA: the mean sign of D's scores on real images that the augmentation probability steers to [default: 0.6]."),
     ada_kimg: Optional[float] = typer.Option(None, "--ada-kimg", help="ADA: the probability can move from 0 to 1 in this many thousand real images [default: 100]."),
@@ -98,7 +99,7 @@ def train(
                    ema_decay=ema_decay, ema_rampup=ema_rampup, seed=seed, device=device, out=str(out) if out else None,
                    sample_every=sample_every, ckpt_every=ckpt_every, keep=keep, log_every=log_every, resolution=resolution,
                    channels=channels, compile=compile, amp=amp, lr_schedule=lr_schedule,
-                   cuda_graphs=cuda_graphs, r1=r1, updates=updates, lr_horizon=lr_horizon, augment=augment,
+                   cuda_graphs=cuda_graphs, r1=r1, updates=updates, class_balanced=class_balanced, lr_horizon=lr_horizon, augment=augment,
                    ada_target=ada_target, ada_kimg=ada_kimg, eval_every=eval_every, eval_real=eval_real,
                    eval_metric=eval_metric, eval_n=eval_n, patience=patience, sync_bn=sync_bn)
     if resume is not None:
