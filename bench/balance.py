@@ -4,7 +4,7 @@ untouched; does filling the rare class up with generated images help a classifie
 For each minority class (--minority, default 0, 4, 7), on the imbalanced training set:
 - `gantools train bagan` and `gantools train acgan`; `gantools sample CKPT --class C` makes the fill (up to
   the largest class's count);
-- a small CNN (bench/conditional.py's, fixed steps) trained on: the imbalanced set; plain oversampling (the
+- a small CNN (bench/conditional.py's, fixed steps; --clf-seeds K: K of them, the table has their means) trained on: the imbalanced set; plain oversampling (the
   rare images repeated up to the largest class's count, each copy flipped left-right with probability 1/2);
   the set filled with ACGAN's images; the set filled with BAGAN's; tested on MNIST's test set: the minority
   class's accuracy (its recall) and the macro-averaged accuracy (oversampling and SSIM: gantools.balance's);
@@ -86,6 +86,12 @@ def accuracies(net: nn.Module, xt: torch.Tensor, yt: torch.Tensor, minority: int
     return {"minority": per_class[minority], "macro": float(np.mean(per_class)), "per_class": per_class}
 
 
+def over_seeds(runs: list[dict]) -> dict:
+    """Classifiers trained with several seeds on one set: the means, and each seed's minority accuracy."""
+    return {"minority": float(np.mean([r["minority"] for r in runs])), "macro": float(np.mean([r["macro"] for r in runs])),
+            "per_class": np.mean([r["per_class"] for r in runs], 0).tolist(), "minority_per_seed": [r["minority"] for r in runs]}
+
+
 def sample_class(ckpt: str, n: int, minority: int, out: Path) -> torch.Tensor:
     """`gantools sample CKPT -n N --class C` -> uint8 N x 1 x 32 x 32."""
     gantools("sample", ckpt, "-n", n, "--class", minority, "--seed", 1, "-o", out, "--device", "cpu", "--overwrite")
@@ -164,8 +170,8 @@ def run_class(c: int, args, x, y, xt, yt, judge, work: Path) -> dict:
     sets = {"imbalanced": (xi, yi), "oversampling": (over.images, over.labels)}
     for model, images in gen.items():
         sets[model] = (torch.cat([xi, images]), torch.cat([yi, torch.full((len(images),), c)]))
-    res["classifier"] = {name: accuracies(train_classifier(*xy, args.clf_steps, args.seed), xt, yt, c)
-                         for name, xy in sets.items()}
+    res["classifier"] = {name: over_seeds([accuracies(train_classifier(*xy, args.clf_steps, args.seed + s), xt, yt, c)
+                                           for s in range(args.clf_seeds)]) for name, xy in sets.items()}
     res["seconds"]["classifiers"] = round(time.time() - t1)
     res["seconds"]["total"] = round(time.time() - t0)
     return res
@@ -203,6 +209,7 @@ def main() -> None:
     p.add_argument("--bagan", action="append", default=[], help="KEY=VALUE over the BAGAN settings %s" % BAGAN)
     p.add_argument("--acgan", action="append", default=[], help="KEY=VALUE over the ACGAN settings %s" % ACGAN)
     p.add_argument("--clf-steps", type=int, default=400, help="batches of 128 per classifier")
+    p.add_argument("--clf-seeds", type=int, default=1, help="classifiers per set (seeds SEED, SEED+1, ...): the table has their means")
     p.add_argument("--pairs", type=int, default=1000, help="random pairs per SSIM mean")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", default=None, help="folder for data, runs and results.json (default: a new temporary one)")
@@ -222,7 +229,7 @@ def main() -> None:
     for c in (int(k) for k in args.minority.split(",")):
         results.append(run_class(c, args, x, y, xt, yt, judge, work))
         summary = {"judge_test_accuracy": judge_acc, "bagan": args.bagan, "acgan": args.acgan,
-                   "clf_steps": args.clf_steps, "keep": args.keep, "results": results}
+                   "clf_steps": args.clf_steps, "clf_seeds": args.clf_seeds, "keep": args.keep, "results": results}
         (work / "results.json").write_text(json.dumps(summary, indent=1))
         print(table(results[-1:]).splitlines()[-1], file=sys.stderr)
     if args.grid:
