@@ -4,8 +4,9 @@ untouched; does filling the rare class up with generated images help a classifie
 For each minority class (--minority, default 0, 4, 7), on the imbalanced training set:
 - `gantools train bagan` and `gantools train acgan`; `gantools sample CKPT --class C` makes the fill (up to
   the largest class's count);
-- a small CNN (bench/conditional.py's, fixed steps; --clf-seeds K: K of them, the table has their means) trained on: the imbalanced set; plain oversampling (the
-  rare images repeated up to the largest class's count, each copy flipped left-right with probability 1/2);
+- a small CNN (bench/conditional.py's, fixed steps; with --clf-seeds K, K of them and the table has their
+  means) trained on: the imbalanced set; plain oversampling (the rare images repeated up to the largest
+  class's count, each copy flipped left-right with probability 1/2);
   the set filled with ACGAN's images; the set filled with BAGAN's; tested on MNIST's test set: the minority
   class's accuracy (its recall) and the macro-averaged accuracy (oversampling and SSIM: gantools.balance's);
 - generated-image accuracy: the CNN trained on all of real MNIST train (bench/conditional.py's judge,

@@ -479,7 +479,7 @@ class Trainer:
             raise UsageError(f"{cfg.data}: model {spec.name} is conditional and needs labelled data (class "
                              "folders, IDX labels, npz/h5 'labels'); this source has no labels")
         self.cfg = cfg = _resolve(cfg, spec, len(self.data))
-        if cfg.class_balanced and getattr(self.data, "labels", None) is None:
+        if cfg.class_balanced and self.data.labels is None:
             raise UsageError(f"--class-balanced: {cfg.data} has no labels to balance (class folders, IDX labels, "
                              "npz/h5 'labels')")
         self._check_distributed()
