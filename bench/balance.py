@@ -117,6 +117,8 @@ def train_gan(model: str, data: Path, run: Path, settings: dict, extra: list[str
         args.append("--ema")
     if "class_balanced" in s:  # class_balanced=true/false: --class-balanced or --no-class-balanced
         args.append("--class-balanced" if s.pop("class_balanced") else "--no-class-balanced")
+    if "lr_schedule" in s:  # lr_schedule=linear: the rates decay to 0 over the run
+        args += ["--lr-schedule", s.pop("lr_schedule")]
     for k, v in s.items():
         args += ["--set", f"{k}={v}"]
     t0 = time.time()
