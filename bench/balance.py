@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conditional import MNIST, as_input, classifier, gantools, load_mnist, predict, small_cnn  # noqa: E402
+from conditional import MNIST, as_input, as_options, classifier, gantools, load_mnist, predict, small_cnn  # noqa: E402
 
 from gantools.balance import LabelledImages, oversample, pair_ssim  # noqa: E402
 
@@ -117,10 +117,8 @@ def train_gan(model: str, data: Path, run: Path, settings: dict, extra: list[str
         args.append("--ema")
     if "class_balanced" in s:  # class_balanced=true/false: --class-balanced or --no-class-balanced
         args.append("--class-balanced" if s.pop("class_balanced") else "--no-class-balanced")
-    if "lr_schedule" in s:  # lr_schedule=linear: the rates decay to 0 over the run
-        args += ["--lr-schedule", s.pop("lr_schedule")]
-    for k, v in s.items():
-        args += ["--set", f"{k}={v}"]
+    for k, v in s.items():  # training options (e.g. lr_schedule=linear) as options, the rest as --set
+        args += as_options(f"{k}={v}")
     t0 = time.time()
     ckpt = gantools(*args).strip().splitlines()[-1]
     return ckpt, time.time() - t0
