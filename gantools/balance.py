@@ -258,10 +258,11 @@ def obtain_balancer(data: LabelledImages, data_spec: str | None, training: Train
 
 
 def generate_classes(ck: dict, labels: list[int] | np.ndarray, class_names: list[str], size: tuple[int, int],
-                     seed: int = 0, device: str = "auto", batch_size: int = 256) -> torch.Tensor:
+                     seed: int = 0, device: str = "auto", batch_size: int = 256,
+                     temperature: float | None = None) -> torch.Tensor:
     """uint8 NCHW images of the given classes (one per entry of `labels`, indices into `class_names`, which the
-    checkpoint knows by name), from the seed's one stream of latents (gantools.generate), resized to `size`
-    (H, W) when the model's differs."""
+    checkpoint knows by name), from the seed's one stream of latents (gantools.generate; z times `temperature`
+    when given), resized to `size` (H, W) when the model's differs."""
     from gantools.generate import generate_batches, load_generator, resolve_device
 
     n = len(labels)
@@ -272,7 +273,8 @@ def generate_classes(ck: dict, labels: list[int] | np.ndarray, class_names: list
     G = load_generator(ck, dev)
     known = list(ck["data"]["class_names"])
     wanted = [known.index(class_names[k]) for k in labels]
-    images = torch.cat([x for x, _, _ in generate_batches(ck, n, seed, batch_size, dev, wanted, G=G)])
+    images = torch.cat([x for x, _, _ in generate_batches(ck, n, seed, batch_size, dev, wanted, G=G,
+                                                             temperature=temperature)])
     if tuple(images.shape[2:]) != tuple(size):
         from torchvision.transforms.v2 import functional as TF
 
@@ -444,11 +446,15 @@ def write_arrays(out: str, data: LabelledImages, gen_images: torch.Tensor, gen_l
 def balance(data: str, out: str, target: str = "max", training: Training | None = None, *,
             checkpoint: str | None = None, save_model: str | None = None, manifest: str | None = None,
             only_generated: bool = False, seed: int = 0, device: str = "auto", overwrite: bool = False,
-            stdout=None) -> dict:
+            temperature: float | None = None, stdout=None) -> dict:
     """Fill DATA's classes up to `target` with generated images and write OUT (a folder of class folders,
     .npz/.h5, or '-' for the stream on `stdout`) with its manifest. Every check comes before any work;
-    nothing is left half-written. Returns the summary: per class real, generated and total in OUT."""
+    nothing is left half-written. `temperature` scales the latents (`gantools sample --temperature`).
+    Returns the summary: per class real, generated and total in OUT."""
+    from gantools.objective import check_temperature
+
     training = training or Training()
+    check_temperature(temperature)
     kind = check_outputs(data, out, manifest, save_model, overwrite)
     if kind == "stream" and manifest is None and not only_generated:
         raise UsageError("-o -: the stream cannot say which images are generated; give --manifest FILE.csv "
@@ -465,7 +471,8 @@ def balance(data: str, out: str, target: str = "max", training: Training | None 
     info(f"balance: {images.source}: {len(images.labels)} images in {len(counts)} classes; generating "
          f"{sum(targets) - sum(counts)} with {ck['model']}")
     gen_labels = plan_labels(counts, targets)
-    gen_images = generate_classes(ck, gen_labels, images.class_names, (ds.height, ds.width), seed, device)
+    gen_images = generate_classes(ck, gen_labels, images.class_names, (ds.height, ds.width), seed, device,
+                                  temperature=temperature)
     if kind == "folder":
         rows = write_folder(out, images, files, gen_images, gen_labels, only_generated, overwrite)
     else:
@@ -481,7 +488,8 @@ def balance(data: str, out: str, target: str = "max", training: Training | None 
     made = [t - c for c, t in zip(counts, targets)]
     return {
         "data": images.source, "out": out, "manifest": str(Path(out) / MANIFEST_NAME) if kind == "folder" else manifest,
-        "model": ck["model"], "checkpoint": checkpoint or save_model, "seed": seed, "images": len(rows),
+        "model": ck["model"], "checkpoint": checkpoint or save_model, "seed": seed, "temperature": temperature,
+        "images": len(rows),
         "classes": [{"class": n, "label": k, "in_data": c, "real": r, "generated": g, "total": r + g}
                     for k, (n, c, r, g) in enumerate(zip(images.class_names, counts, real, made))],
     }
@@ -634,18 +642,21 @@ def pair_ssim(images: torch.Tensor, pairs: int, seed: int = 0) -> float | None:
 def evaluate_balance(data: str, test: str | None = None, test_split: float = 0.2, target: str = "max",
                      training: Training | None = None, *, checkpoint: str | None = None,
                      save_model: str | None = None, overwrite: bool = False, classifier_epochs: int = 10,
-                     judge_count: int = 100, ssim_pairs: int = 100, seed: int = 0, device: str = "auto") -> dict:
+                     judge_count: int = 100, ssim_pairs: int = 100, seed: int = 0, device: str = "auto",
+                     temperature: float | None = None) -> dict:
     """The BAGAN paper's protocol on the user's data. One classifier each is trained on (a) the training images
     as they are, (b) them filled up to `target` by the balancer, (c) them filled up by plain oversampling
     (`oversample`), and tested on held-out real images (`test`, else `test_split` of each class): per-class,
     minority-class and macro accuracy. Per class also: the generated-image accuracy (the share of `judge_count`
     generated images that classifier (c) labels as their class: (c) saw only real images, every class as
     often, where (a) learns to rarely answer a minority class) and the mean SSIM of `ssim_pairs` random pairs
-    of generated images beside that of real ones (lower: more varied)."""
+    of generated images beside that of real ones (lower: more varied). `temperature` as `balance`'s."""
     from gantools.fsutil import check_target
     from gantools.generate import resolve_device
+    from gantools.objective import check_temperature
 
     training = training or Training()
+    check_temperature(temperature)
     if save_model is not None:
         check_target(save_model, overwrite, inputs=[data])
     _check_reuse(checkpoint, save_model, training)
@@ -669,7 +680,7 @@ def evaluate_balance(data: str, test: str | None = None, test_split: float = 0.2
     info(f"balance --evaluate: {len(train_set.labels)} training images, {len(test_set.labels)} test images ({held})")
     dev = resolve_device(device)
     gen_labels = plan_labels(counts, targets)
-    gen_images = generate_classes(ck, gen_labels, train_set.class_names, size, seed, str(dev))
+    gen_images = generate_classes(ck, gen_labels, train_set.class_names, size, seed, str(dev), temperature=temperature)
     sets = {"as_is": train_set,
             "balanced": with_generated(train_set, gen_images, torch.from_numpy(gen_labels)),
             "oversampled": oversample(train_set, targets, seed)}
@@ -681,7 +692,7 @@ def evaluate_balance(data: str, test: str | None = None, test_split: float = 0.2
         results[name] = {"train_images": len(s.labels), "per_class": acc,
                          "minority": _mean(acc[k] for k in minority), "macro": _mean(acc)}
     judge_labels = np.repeat(np.arange(len(counts)), judge_count)
-    judged = generate_classes(ck, judge_labels, train_set.class_names, size, seed + 1, str(dev))
+    judged = generate_classes(ck, judge_labels, train_set.class_names, size, seed + 1, str(dev), temperature=temperature)
     right = (predict(models["oversampled"], judged, str(dev)) == torch.from_numpy(judge_labels)).float()
     gen_acc = [float(right[judge_labels == k].mean()) for k in range(len(counts))]
     classes = []
@@ -698,6 +709,7 @@ def evaluate_balance(data: str, test: str | None = None, test_split: float = 0.2
         del r["per_class"]
     return {
         "data": full.source, "test": test if test is not None else f"split {test_split:g}", "seed": seed,
+        "temperature": temperature,
         "model": ck["model"], "checkpoint": checkpoint or save_model,
         "classifier": classifier_name(min(size)), "classifier_epochs": classifier_epochs,
         "minority_rule": f"fewer than {MINORITY_FRACTION:g} x the largest class's training images",

@@ -138,9 +138,11 @@ def generate_batches(
     ema: bool = True,
     G: torch.nn.Module | None = None,
     codes: dict | None = None,  # filled with the prior's other draws (e.g. InfoGAN's codes), all n, at the first batch
+    temperature: float | None = None,
 ) -> Iterator[tuple[torch.Tensor, np.ndarray | None, np.ndarray]]:
     """Yield (uint8 NCHW images on the CPU — or float N x dim for vector models —, labels, z) batches.
-    A conditional model's labels are `classes` in turn, by default all its classes (`class_labels`)."""
+    A conditional model's labels are `classes` in turn, by default all its classes (`class_labels`).
+    `truncation` and `temperature` shape the normal z (gantools.objective.normal)."""
     if n <= 0:
         raise UsageError(f"-n {n}: must be at least 1")
     if batch_size <= 0:
@@ -150,7 +152,8 @@ def generate_batches(
     num_classes = int(ckpt["data"].get("num_classes", 0)) if is_conditional(ckpt) else 0
     y_all = class_labels(n, num_classes, classes)
     objective, prior = load_objective(ckpt)
-    inputs = prior.draw(n, np.random.default_rng(seed), None if y_all is None else torch.from_numpy(y_all), truncation)
+    inputs = prior.draw(n, np.random.default_rng(seed), None if y_all is None else torch.from_numpy(y_all), truncation,
+                        temperature)
     if codes is not None:
         codes.update({k: v.numpy() for k, v in inputs.items() if k not in ("z", "y")})
     image = ckpt["data"]["kind"] == "image"

@@ -9,6 +9,7 @@ overrides what differs (docs/ARCHITECTURE.md: "The model seam").
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,24 +19,34 @@ import torch
 from gantools.errors import UsageError
 
 
-def normal(shape: tuple, generator, truncation: float | None = None) -> torch.Tensor:
+def check_temperature(temperature: float | None) -> None:
+    """Refuse a latent temperature that is not a positive finite number (None: no scaling)."""
+    if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
+        raise UsageError(f"--temperature {temperature}: must be a positive number")
+
+
+def normal(shape: tuple, generator, truncation: float | None = None, temperature: float | None = None) -> torch.Tensor:
     """Standard normal draws from a `torch.Generator` (training: on its device) or a numpy
     `Generator` (the commands: float32, row-major, so prefix-stable in the first dimension).
     With `truncation` t (numpy only) the normal truncated to [-t, t], by inverting the CDF so
-    that the draws stay prefix-stable too."""
+    that the draws stay prefix-stable too; with `temperature` T (numpy only) the draws times T
+    (N(0, T^2 I): the same images' latents, moved away from or toward the mean)."""
     if isinstance(generator, torch.Generator):
-        if truncation is not None:
-            raise ValueError("truncated latents are drawn from a numpy generator")
+        if truncation is not None or temperature is not None:
+            raise ValueError("truncated or tempered latents are drawn from a numpy generator")
         return torch.randn(shape, generator=generator, device=generator.device)
+    check_temperature(temperature)
     if truncation is None:
-        return torch.from_numpy(generator.standard_normal(shape, dtype=np.float32))
-    if truncation <= 0:
+        z = torch.from_numpy(generator.standard_normal(shape, dtype=np.float32))
+    elif not truncation > 0:
         raise UsageError(f"--truncation {truncation}: must be positive")
-    from scipy.special import ndtr, ndtri
+    else:
+        from scipy.special import ndtr, ndtri
 
-    lo = ndtr(-truncation)
-    u = generator.random(shape)
-    return torch.from_numpy(ndtri(lo + u * (1 - 2 * lo)).astype(np.float32))
+        lo = ndtr(-truncation)
+        u = generator.random(shape)
+        z = torch.from_numpy(ndtri(lo + u * (1 - 2 * lo)).astype(np.float32))
+    return z if temperature is None else z * temperature
 
 
 class GaussianPrior:
@@ -56,9 +67,10 @@ class GaussianPrior:
             self.tensors["class_freq"] = (counts / counts.sum()).float()
 
     def draw(self, n: int, generator, labels: torch.Tensor | None = None,
-             truncation: float | None = None) -> dict[str, torch.Tensor]:
-        """A batch of G's inputs: {"z": n x z_dim} (+ {"y": n labels} when conditional)."""
-        out = {"z": normal((n, self.z_dim), generator, truncation)}
+             truncation: float | None = None, temperature: float | None = None) -> dict[str, torch.Tensor]:
+        """A batch of G's inputs: {"z": n x z_dim} (+ {"y": n labels} when conditional); `truncation` and
+        `temperature` as `normal`'s."""
+        out = {"z": normal((n, self.z_dim), generator, truncation, temperature)}
         freq = self.tensors.get("class_freq")
         if freq is not None:
             if labels is None:

@@ -121,6 +121,7 @@ RANGES: dict[str, Range] = {
     "r1": Range(float, 0, lo_open=True, special={0: "off"}),
     "test_split": Range(float, 0, 1, lo_open=True, hi_open=True),  # balance --evaluate: held-out fraction
     "truncation": POSITIVE,
+    "temperature": POSITIVE,  # sample, balance: z times T
     "fps": POSITIVE,
     "hint_rate": Range(float, 0, 1),
     "alpha": Range(float, 0),

@@ -160,6 +160,27 @@ def test_sample_class_k_draws_from_class_k(straight, cli, tmp_path):
     assert np.abs(want.astype(int) - got["images"].astype(int)).max() <= 1
 
 
+def test_temperature_widens_class_k_gaussian_around_its_mean(straight, cli, tmp_path):
+    """`sample --class 2 --temperature 1.5`: the same seed's z times 1.5, so G's latents lie 1.5 times as far
+    from class 2's mean (its covariance times 1.5^2); images change, labels do not."""
+    plain, hot = tmp_path / "plain.npz", tmp_path / "hot.npz"
+    for out, extra in ((plain, []), (hot, ["--temperature", "1.5"])):
+        r = cli("sample", straight, "-n", "6", "--class", "2", "--seed", "7", "-o", out, "--device", "cpu", *extra)
+        assert r.code == 0, r.err
+    a, b = np.load(plain), np.load(hot)
+    assert np.allclose(b["z"], 1.5 * a["z"]) and (b["labels"] == 2).all()
+    ck = load_checkpoint(straight)
+    mean, tril = ck["prior"]["mean"][2], ck["prior"]["scale_tril"][2]
+    objective = BAGANObjective(MODELS.get("bagan"), ck["hparams"], ck["data"])
+    prior = objective.build_prior()
+    prior.load_state_dict(ck["prior"])
+    y = torch.full((6,), 2)
+    near = prior.latent(torch.from_numpy(a["z"]), y) - mean
+    far = prior.latent(torch.from_numpy(b["z"]), y) - mean
+    assert torch.allclose(far, 1.5 * near, atol=1e-5) and torch.allclose(near, torch.from_numpy(a["z"]) @ tril.T, atol=1e-5)
+    assert not np.array_equal(a["images"], b["images"])
+
+
 def test_small_classes_are_shrunk_with_one_warning_and_a_single_image_is_refused(capsys):
     prior = ClassGaussians(8, 3)
     g = torch.Generator().manual_seed(0)

@@ -107,6 +107,21 @@ def test_model_reproduces_the_output_for_the_same_seed(skewed, tmp_path):
         assert not np.array_equal(a["images"][n:], c["images"][n:])  # the seed draws the generated images
 
 
+def test_temperature_changes_only_the_generated_images_and_is_reported(skewed, tmp_path):
+    one, hot = tmp_path / "one.npz", tmp_path / "hot.npz"
+    assert run_cli("balance", skewed["npz"], "-o", one, "--model", skewed["ckpt"], "--seed", "5",
+                   "--temperature", "1").code == 0
+    r = run_cli("balance", skewed["npz"], "-o", hot, "--model", skewed["ckpt"], "--seed", "5", "--temperature", "2",
+                "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.text)["temperature"] == 2
+    n = len(skewed["y"])
+    with np.load(skewed["first"]) as a, np.load(one) as b, np.load(hot) as c:
+        assert np.array_equal(a["images"], b["images"])  # temperature 1 is the default sampling
+        assert np.array_equal(c["images"][:n], a["images"][:n]) and np.array_equal(c["labels"], a["labels"])
+        assert not np.array_equal(c["images"][n:], a["images"][n:])
+
+
 def test_only_generated_writes_the_new_images_alone(skewed, tmp_path):
     out = tmp_path / "new"
     r = run_cli("balance", skewed["tree"], "-o", out, "--model", skewed["ckpt"], "--only-generated",
@@ -178,6 +193,7 @@ def _bad_sets(root: Path) -> dict:
     ("out-inside-data", 2, "inside DATA"),
     ("unknown-suffix", 2, "balance writes a folder of class subfolders, x.npz, x.h5 or -"),
     ("nothing-to-generate", 2, "--only-generated: nothing to generate"),
+    ("bad-temperature", 2, "--temperature 0: must be"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(skewed, tmp_path, case, code, words):
     sets = _bad_sets(tmp_path)
@@ -188,6 +204,7 @@ def test_bad_input_is_one_line_and_writes_nothing(skewed, tmp_path, case, code, 
             "model-and-steps": ["--model", skewed["ckpt"], "--steps", "3"],
             "model-other-classes": ["--model", skewed["ckpt"]], "test-without-evaluate": ["--test-split", "0.3"],
             "nothing-to-generate": ["--only-generated", "--target", "circle=12", *TRAIN],
+            "bad-temperature": ["--temperature", "0", *TRAIN],
             }.get(case, TRAIN)
     if case == "model-other-classes":
         data = sets["three"]

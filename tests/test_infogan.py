@@ -131,10 +131,11 @@ def test_noise_is_uniform_and_older_priors_keep_normal_noise():
     assert prior.draw(500, np.random.default_rng(0))["z"].abs().max() > 1
 
 
-def test_truncation_of_uniform_noise_is_refused(checkpoint, cli, tmp_path):
+@pytest.mark.parametrize("option", ["--truncation", "--temperature"])
+def test_truncation_or_temperature_of_uniform_noise_is_refused(checkpoint, cli, tmp_path, option):
     out = tmp_path / "x.npz"
-    r = cli("sample", checkpoint, "-n", "4", "--truncation", "1", "-o", out, "--device", "cpu")
-    assert r.code == 2 and "--truncation" in r.err and "uniform" in r.err and len(r.err.strip().splitlines()) == 1, r.err
+    r = cli("sample", checkpoint, "-n", "4", option, "1", "-o", out, "--device", "cpu")
+    assert r.code == 2 and option in r.err and "uniform" in r.err and len(r.err.strip().splitlines()) == 1, r.err
     assert not out.exists()
 
 

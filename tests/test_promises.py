@@ -1,5 +1,5 @@
 """README promises that had no test: Ctrl-C exits 130 leaving nothing half-written (sample, impute,
-evaluate --save-stats), --truncation, impute's --header/--no-header."""
+evaluate --save-stats), --truncation, --temperature, impute's --header/--no-header."""
 
 from __future__ import annotations
 
@@ -79,6 +79,20 @@ def test_truncation_keeps_latents_inside_the_bound(tiny_dcgan, cli, tmp_path):
     r = cli("sample", tiny_dcgan, "-n", "2", "--truncation", "0.5", "--seed", "3", "-o", tmp_path / "again.npz")
     with np.load(cut) as b, np.load(tmp_path / "again.npz") as c:
         assert not np.array_equal(b["z"][:2], c["z"])  # the seed still chooses the latents
+
+
+def test_temperature_scales_the_latents_and_refuses_what_is_not_positive(tiny_dcgan, cli, tmp_path):
+    plain, hot = tmp_path / "plain.npz", tmp_path / "hot.npz"
+    assert cli("sample", tiny_dcgan, "-n", "50", "--seed", "4", "-o", plain).code == 0
+    r = cli("sample", tiny_dcgan, "-n", "50", "--seed", "4", "--temperature", "0.5", "-o", hot)
+    assert r.code == 0, r.err
+    with np.load(plain) as a, np.load(hot) as b:
+        assert np.allclose(b["z"], 0.5 * a["z"]) and not np.array_equal(a["images"], b["images"])
+    for bad in ("0", "-1", "nan", "inf"):
+        out = tmp_path / f"bad{bad}.npz"
+        r = cli("sample", tiny_dcgan, "-n", "2", "--temperature", bad, "-o", out)
+        assert r.code == 2 and "--temperature" in r.err and len(r.err.strip().splitlines()) == 1, r.err
+        assert not out.exists()
 
 
 def test_impute_header_and_no_header(cli, tmp_path):

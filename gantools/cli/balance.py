@@ -51,6 +51,7 @@ def balance(
                                        autocompletion=complete_data),
     test_split: Optional[float] = typer.Option(None, "--test-split", help="With --evaluate: the fraction of each class of DATA held out for testing (seeded) [default: 0.2]."),
     classifier_epochs: Optional[int] = typer.Option(None, "--classifier-epochs", help="With --evaluate: passes of each classifier over its training set [default: 10]."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Scale the generator's latents by T (bagan: each class's Gaussian's spread); above 1 more varied, below 1 more typical, as `gantools sample --temperature` [default: 1, the paper's sampling]."),
     seed: int = typer.Option(0, "--seed", help="Seed of the GAN's training and of the generated images (and of --evaluate's split and classifiers)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps.", autocompletion=complete_devices),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace gantools' own earlier output at OUT, or an existing file named by -o, --manifest or --save-model (never DATA)."),
@@ -77,7 +78,7 @@ def balance(
 
         given = {k: v for k, v in (("test_split", test_split), ("classifier_epochs", classifier_epochs)) if v is not None}
         report = evaluate_balance(data, test, target=target, training=training, checkpoint=model, save_model=save_model,
-                                  overwrite=overwrite, seed=seed, device=device, **given)
+                                  overwrite=overwrite, seed=seed, device=device, temperature=temperature, **given)
         print_json(report) if json_ else _print_evaluation(report)
         return
     given = [flag for flag, v in (("--test", test), ("--test-split", test_split),
@@ -90,7 +91,8 @@ def balance(
     from gantools.balance import balance as run_balance
 
     summary = run_balance(data, out, target, training, checkpoint=model, save_model=save_model, manifest=manifest,
-                          only_generated=only_generated, seed=seed, device=device, overwrite=overwrite)
+                          only_generated=only_generated, seed=seed, device=device, overwrite=overwrite,
+                          temperature=temperature)
     if json_:
         print_json(summary)
     else:
@@ -131,7 +133,8 @@ def _print_evaluation(r: dict) -> None:
 
     out = _stdout_console()
     out.print(f"classifier: {r['classifier']}; epochs: {r['classifier_epochs']}; (b) balanced by {r['model']}, "
-              f"(c) by oversampling with flips; test: {r['test']}; seed {r['seed']}")
+              f"(c) by oversampling with flips; test: {r['test']}; seed {r['seed']}"
+              + (f"; temperature {r['temperature']:g}" if r.get("temperature") is not None else ""))
     cols = r["columns"]
     acc = Table(title="test accuracy", title_justify="left")
     for name in ("class", "train", "test", "generated", "(a) as-is", f"(b) {r['model']}", "(c) oversampled"):

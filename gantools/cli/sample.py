@@ -32,6 +32,7 @@ def sample(
                                          "(indices or names: 3,7 or cat,dog), taken in turn: image i gets the "
                                          "list's (i mod its length)-th class [default: all classes in turn]."),
     truncation: Optional[float] = typer.Option(None, help="Draw z from the normal truncated to [-T, T] (models whose z is normal; infogan's uniform z refuses it)."),
+    temperature: Optional[float] = typer.Option(None, help="Scale z by T: N(0, T^2 I); bagan: each class's Gaussian's spread. Above 1 more varied, below 1 more typical (models whose z is normal)."),
     nrow: int = typer.Option(8, help="Images per row of a .png grid."),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA generator when the checkpoint has one."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps.", autocompletion=complete_devices),
@@ -46,7 +47,8 @@ def sample(
     classes = resolve_classes(class_, ck["data"].get("class_names") or [])
     G = load_generator(ck, device_, ema)
     codes: dict = {}  # the prior's latent codes (infogan) beside z in .npz/.h5
-    batches = generate_batches(ck, n, seed, batch_size, device_, classes, truncation, ema, G=G, codes=codes)
+    batches = generate_batches(ck, n, seed, batch_size, device_, classes, truncation, ema, G=G, codes=codes,
+                               temperature=temperature)
     if ck["data"]["kind"] == "image":
         _write_images(batches, require_output_or_pipe(out, "images"), nrow, ck["data"].get("class_names") or [],
                       overwrite, n, codes)

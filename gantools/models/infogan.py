@@ -41,25 +41,27 @@ class InfoPrior(GaussianPrior):
     def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
         super().load_state_dict({"uniform_noise": torch.tensor(False), **tensors})
 
-    def _noise(self, n: int, generator, truncation: float | None) -> torch.Tensor:
-        """n x z_dim noise from the prior's kind; truncation applies to normal noise only."""
+    def _noise(self, n: int, generator, truncation: float | None, temperature: float | None = None) -> torch.Tensor:
+        """n x z_dim noise from the prior's kind; truncation and temperature apply to normal noise only."""
         if not bool(self.tensors["uniform_noise"]):
-            return normal((n, self.z_dim), generator, truncation)
-        if truncation is not None:
-            raise UsageError(f"--truncation {truncation}: this model's noise z is uniform in [-1, 1], not normal")
+            return normal((n, self.z_dim), generator, truncation, temperature)
+        for option, value in (("truncation", truncation), ("temperature", temperature)):
+            if value is not None:
+                raise UsageError(f"--{option} {value}: this model's noise z is uniform in [-1, 1], not normal")
         if isinstance(generator, torch.Generator):
             return torch.rand((n, self.z_dim), generator=generator, device=generator.device) * 2 - 1
         return torch.from_numpy(generator.random((n, self.z_dim), dtype=np.float32) * 2 - 1)
 
-    def draw(self, n: int, generator, labels=None, truncation: float | None = None) -> dict[str, torch.Tensor]:
+    def draw(self, n: int, generator, labels=None, truncation: float | None = None,
+             temperature: float | None = None) -> dict[str, torch.Tensor]:
         width = len(self.cat_codes) + self.cont_codes
         if isinstance(generator, torch.Generator):
-            z = self._noise(n, generator, truncation)
+            z = self._noise(n, generator, truncation, temperature)
             u = torch.rand((n, width), generator=generator, device=generator.device)
         else:
             # the codes' own stream, seeded by a first draw: z and the codes both stay prefix-stable in n
             codes = np.random.default_rng(int(generator.integers(2**63)))
-            z = self._noise(n, generator, truncation)
+            z = self._noise(n, generator, truncation, temperature)
             u = torch.from_numpy(codes.random((n, width), dtype=np.float32))
         k = len(self.cat_codes)
         sizes = torch.tensor(self.cat_codes, device=u.device)
