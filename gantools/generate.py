@@ -6,6 +6,7 @@ sequence, so image i of seed s is the same whatever the batch size or count.
 
 from __future__ import annotations
 
+import inspect
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -152,8 +153,11 @@ def generate_batches(
     num_classes = int(ckpt["data"].get("num_classes", 0)) if is_conditional(ckpt) else 0
     y_all = class_labels(n, num_classes, classes)
     objective, prior = load_objective(ckpt)
+    tempered = {} if temperature is None else {"temperature": temperature}  # priors predating it still draw
+    if tempered and "temperature" not in inspect.signature(prior.draw).parameters:
+        raise UsageError(f"--temperature {temperature}: {ckpt['model']}'s prior does not take a temperature")
     inputs = prior.draw(n, np.random.default_rng(seed), None if y_all is None else torch.from_numpy(y_all), truncation,
-                        temperature)
+                        **tempered)
     if codes is not None:
         codes.update({k: v.numpy() for k, v in inputs.items() if k not in ("z", "y")})
     image = ckpt["data"]["kind"] == "image"

@@ -95,6 +95,27 @@ def test_temperature_scales_the_latents_and_refuses_what_is_not_positive(tiny_dc
         assert not out.exists()
 
 
+def test_temperature_with_a_prior_that_does_not_take_one_is_a_usage_error(tiny_dcgan, monkeypatch):
+    """A model's own prior written before --temperature existed (draw without it) still samples; asked for a
+    temperature, it is refused by name instead of failing inside the model."""
+    import gantools.generate as generate
+    from gantools.checkpoint import load_checkpoint
+    from gantools.errors import UsageError
+
+    ck = load_checkpoint(tiny_dcgan)
+    objective, prior = generate.load_objective(ck)
+
+    class OldPrior:
+        def draw(self, n, generator, labels=None, truncation=None):
+            return prior.draw(n, generator, labels, truncation)
+
+    monkeypatch.setattr(generate, "load_objective", lambda ck: (objective, OldPrior()))
+    images = next(generate.generate_batches(ck, 4, seed=1, device="cpu"))[0]
+    assert images.shape[0] == 4
+    with pytest.raises(UsageError, match="--temperature 2.0: dcgan's prior does not take a temperature"):
+        next(generate.generate_batches(ck, 4, seed=1, device="cpu", temperature=2.0))
+
+
 def test_impute_header_and_no_header(cli, tmp_path):
     numbers = "1.0,2.0,3.0\n2.0,,6.0\n3.0,6.0,\n4.0,8.0,12.0\n" * 10
     p = tmp_path / "t.csv"

@@ -217,8 +217,8 @@ class _ScaledPrior:
     def fit(self, labels) -> None:
         self.tensors["scale"] = torch.full_like(self.tensors["scale"], 0.25)  # set from the data at the start
 
-    def draw(self, n, generator, labels=None, truncation=None):
-        z = self.base.draw(n, generator, truncation=truncation)["z"]
+    def draw(self, n, generator, labels=None, truncation=None, temperature=None):
+        z = self.base.draw(n, generator, truncation=truncation, temperature=temperature)["z"]
         return {"z": z * self.tensors["scale"].to(z.device)}
 
     def state_dict(self):
