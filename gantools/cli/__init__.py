@@ -92,4 +92,7 @@ def main() -> None:
     except cx.ClickException as e:
         print(f"gantools: error: {e.format_message()}", file=sys.stderr)
         sys.exit(e.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    if "gantools.distributed" in sys.modules:  # under torchrun (never imported by --help or completion)
+        sys.modules["gantools.distributed"].exit_after_leaving(code)
+    sys.exit(code)
