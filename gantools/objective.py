@@ -9,7 +9,6 @@ overrides what differs (docs/ARCHITECTURE.md: "The model seam").
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,9 +19,11 @@ from gantools.errors import UsageError
 
 
 def check_temperature(temperature: float | None) -> None:
-    """Refuse a latent temperature that is not a positive finite number (None: no scaling)."""
-    if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
-        raise UsageError(f"--temperature {temperature}: must be a positive number")
+    """Refuse a latent temperature outside gantools.options' range for it (None: no scaling); for callers of
+    the Python API, which the CLI's own check does not cover."""
+    from gantools.options import check_values
+
+    check_values("sample", {"temperature": temperature})
 
 
 def normal(shape: tuple, generator, truncation: float | None = None, temperature: float | None = None) -> torch.Tensor:
