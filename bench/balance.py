@@ -96,10 +96,15 @@ def over_seeds(runs: list[dict]) -> dict:
             "per_class": np.mean([r["per_class"] for r in runs], 0).tolist(), "minority_per_seed": [r["minority"] for r in runs]}
 
 
+def tempered(temperature: float) -> list:
+    """`gantools sample`'s --temperature option, left out at 1 (the default sampling)."""
+    return ["--temperature", temperature] if temperature != 1 else []
+
+
 def sample_class(ckpt: str, n: int, minority: int, out: Path, temperature: float = 1.0) -> torch.Tensor:
     """`gantools sample CKPT -n N --class C [--temperature T]` -> uint8 N x 1 x 32 x 32."""
     gantools("sample", ckpt, "-n", n, "--class", minority, "--seed", 1, "-o", out, "--device", "cpu", "--overwrite",
-             *(["--temperature", temperature] if temperature != 1 else []))
+             *tempered(temperature))
     return torch.from_numpy(np.load(out)["images"]).permute(0, 3, 1, 2).contiguous()
 
 
@@ -137,7 +142,7 @@ def grid(ckpt: str, x: torch.Tensor, y: torch.Tensor, path: Path, work: Path, pe
     from gantools.data.writers import make_grid
 
     gantools("sample", ckpt, "-n", 10 * per_side, "--seed", 2, "-o", work / "grid.npz", "--device", "cpu",
-             "--overwrite", *(["--temperature", temperature] if temperature != 1 else []))
+             "--overwrite", *tempered(temperature))
     fake = np.load(work / "grid.npz")["images"]  # image i is class i mod 10
     rows = []
     for k in range(10):
