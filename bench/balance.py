@@ -166,7 +166,8 @@ def run_class(c: int, args, x, y, xt, yt, judge, work: Path) -> dict:
     # the 28x28 originals (gantools resizes them to 32 as it resizes MNIST's files)
     np.savez(data, images=args.raw[sel].transpose(0, 2, 3, 1), labels=yi.numpy())
     gen = {}
-    for model, settings, extra in (("bagan", args.bagan, []), ("acgan", args.acgan, [])):
+    seed = ["--seed", args.train_seed]
+    for model, settings, extra in (("bagan", args.bagan, seed), ("acgan", args.acgan, seed)):
         ckpt, secs = train_gan(model, data, work / f"{model}-{c}", settings, extra)
         res["seconds"][f"train_{model}"] = round(secs)
         res[f"{model}_checkpoint"] = ckpt
@@ -223,7 +224,8 @@ def main() -> None:
     p.add_argument("--clf-steps", type=int, default=400, help="batches of 128 per classifier")
     p.add_argument("--clf-seeds", type=int, default=1, help="classifiers per set (seeds SEED, SEED+1, ...): the table has their means")
     p.add_argument("--pairs", type=int, default=1000, help="random pairs per SSIM mean")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the kept minority images and the classifiers' first seed")
+    p.add_argument("--train-seed", type=int, default=0, help="`gantools train --seed` for both GANs")
     p.add_argument("--work", default=None, help="folder for data, runs and results.json (default: a new temporary one)")
     p.add_argument("--cache", default="/tmp/gantools-bench-cache", help="the judge's cached weights")
     p.add_argument("--grid", default=None, help="write the real-beside-BAGAN grid here (PNG)")
@@ -241,7 +243,8 @@ def main() -> None:
     for c in (int(k) for k in args.minority.split(",")):
         results.append(run_class(c, args, x, y, xt, yt, judge, work))
         summary = {"judge_test_accuracy": judge_acc, "bagan": args.bagan, "acgan": args.acgan,
-                   "clf_steps": args.clf_steps, "clf_seeds": args.clf_seeds, "keep": args.keep, "results": results}
+                   "clf_steps": args.clf_steps, "clf_seeds": args.clf_seeds, "keep": args.keep, "train_seed": args.train_seed,
+                   "results": results}
         (work / "results.json").write_text(json.dumps(summary, indent=1))
         print(table(results[-1:]).splitlines()[-1], file=sys.stderr)
     if args.grid:
