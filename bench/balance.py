@@ -166,9 +166,8 @@ def run_class(c: int, args, x, y, xt, yt, judge, work: Path) -> dict:
     # the 28x28 originals (gantools resizes them to 32 as it resizes MNIST's files)
     np.savez(data, images=args.raw[sel].transpose(0, 2, 3, 1), labels=yi.numpy())
     gen = {}
-    seed = ["--seed", args.train_seed]
-    for model, settings, extra in (("bagan", args.bagan, seed), ("acgan", args.acgan, seed)):
-        ckpt, secs = train_gan(model, data, work / f"{model}-{c}", settings, extra)
+    for model, settings in (("bagan", args.bagan), ("acgan", args.acgan)):
+        ckpt, secs = train_gan(model, data, work / f"{model}-{c}", settings, ["--seed", args.train_seed])
         res["seconds"][f"train_{model}"] = round(secs)
         res[f"{model}_checkpoint"] = ckpt
         gen[model] = sample_class(ckpt, fill, c, work / f"{model}-{c}-fill.npz", settings.get("temperature", 1.0))
