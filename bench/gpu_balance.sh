@@ -6,9 +6,10 @@
 # registry's widths, its fill drawn at --temperature 1 and 1.25 (the same model, --model), and a grid
 # (`gantools sample`: one column per class). Everything lands under $OUT; the table goes to stdout.
 # Usage: bash bench/gpu_balance.sh CIFAR10_ZIP
-# env: MINORITY (class names, default automobile: cat stays near 0 even with oversampling, RESULTS.md), STEPS and AE_STEPS (BAGAN's phases, default the registry's
-# 5,000 + 5,000 of 128), CLF_EPOCHS (10), DEVICE (cuda), PER_CLASS (training images kept per class, default
-# all: a smaller number for a quick CPU check of this script)
+# env: MINORITY (class names, default automobile: on the CPU cat stayed near 0 even with oversampling,
+# RESULTS.md), STEPS and AE_STEPS (BAGAN's phases, default the registry's 5,000 + 5,000 of 128), CLF_EPOCHS
+# (10), DEVICE (cuda), PER_CLASS (training images kept per class, default all: a smaller number for a quick
+# CPU check of this script)
 set -eu -o pipefail
 zip=${1:?CIFAR-10 zip (train/CLASS/*.jpg, test/CLASS/*.jpg)}
 out=${OUT:-/tmp/gpu-balance}
