@@ -24,17 +24,17 @@ for c in ${MINORITY:-automobile}; do
 import io, sys, zipfile
 import numpy as np
 from PIL import Image
+sys.path.insert(0, "bench")
+from balance import imbalanced  # the MNIST bench's seeded cut
 zip_path, minority, out, per_class = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 with zipfile.ZipFile(zip_path) as z:
     names = sorted(n for n in z.namelist() if n.startswith("train/") and n.endswith(".jpg"))
     classes = sorted({n.split("/")[1] for n in names})
-    rng = np.random.default_rng(0)
-    keep = []
-    for k, cls in enumerate(classes):
-        files = [n for n in names if n.split("/")[1] == cls]
-        files = files[:per_class] if per_class else files
-        n_keep = max(2, round(0.025 * len(files))) if cls == minority else len(files)
-        keep += [(f, k) for f in sorted(rng.choice(files, n_keep, replace=False))]
+    by_class = {cls: [n for n in names if n.split("/")[1] == cls] for cls in classes}
+    files = [f for cls in classes for f in by_class[cls][:per_class or None]]
+    y = np.array([classes.index(f.split("/")[1]) for f in files])
+    sel = imbalanced(None, y, classes.index(minority), 0.025, 0)
+    keep = [(files[i], y[i]) for i in sel]
     images = np.stack([np.asarray(Image.open(io.BytesIO(z.read(f))).convert("RGB")) for f, _ in keep])
 labels = np.array([k for _, k in keep])
 np.savez(out, images=images, labels=labels, class_names=np.array(classes))
