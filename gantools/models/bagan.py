@@ -28,8 +28,8 @@ RESOLUTIONS = (28, 32, 64, 128)  # halved down to the latent grid (7 or 8 pixels
 LEAK = 0.3  # the slope of Keras' LeakyReLU default, which the authors' encoder uses
 
 
-def _latent_res(resolution: int) -> int:
-    """The encoder's and G's smallest grid: the resolution halved until at most 8 pixels."""
+def latent_grid(resolution: int) -> int:
+    """The encoder's and G's smallest grid: the resolution halved until at most 8 pixels (bagan-gp's too)."""
     if resolution not in RESOLUTIONS:
         raise ValueError(f"bagan supports resolutions {', '.join(map(str, RESOLUTIONS))}, not {resolution}")
     while resolution > 8:
@@ -54,7 +54,7 @@ class BAGANGenerator(nn.Module):
 
     def __init__(self, z_dim: int, channels: int, resolution: int, ngf: int, hidden: int):
         super().__init__()
-        res = _latent_res(resolution)
+        res = latent_grid(resolution)
         self.dense = nn.Sequential(nn.Linear(z_dim, hidden, bias=False), nn.ReLU(True),
                                    nn.Linear(hidden, ngf * res * res, bias=False), nn.ReLU(True),
                                    nn.Unflatten(1, (ngf, res, res)))
@@ -82,7 +82,7 @@ def _trunk(channels: int, resolution: int, ndf: int, dropout: float) -> nn.Seque
     LeakyReLU(0.3) and dropout; flattened."""
     plan = [(ndf, 2), (2 * ndf, 1), (4 * ndf, 2), (8 * ndf, 1)]
     res = -(-resolution // 4)
-    while res > _latent_res(resolution):
+    while res > latent_grid(resolution):
         plan += [(8 * ndf, 2), (8 * ndf, 1)]
         res = -(-res // 2)
     layers: list[nn.Module] = []
@@ -99,7 +99,7 @@ class BAGANEncoder(nn.Module):
     def __init__(self, channels: int, resolution: int, ndf: int, dropout: float, z_dim: int):
         super().__init__()
         self.trunk = _trunk(channels, resolution, ndf, dropout)
-        self.head = nn.Linear(8 * ndf * _latent_res(resolution) ** 2, z_dim)
+        self.head = nn.Linear(8 * ndf * latent_grid(resolution) ** 2, z_dim)
         self.apply(_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -191,30 +191,24 @@ def _ledoit_wolf(x: torch.Tensor) -> torch.Tensor:
     return weight * target + (1 - weight) * s
 
 
-class BAGANObjective(GANObjective):
-    """The autoencoder phase (E and G on MSE, optimiser `AE`), the transition (`end_phase`), then D's
-    (N+1)-way cross-entropy and G's N-way one. Logs `acc_real` (D's class on reals) and `fake_as_drawn`
-    (the share of fakes D gives the drawn class); `d_real`/`d_fake` are the mean probabilities of "not fake".
+class AutoencoderInit(GANObjective):
+    """What bagan and bagan-gp share: an encoder E (`build_encoder`) and the autoencoder phase (E and G on
+    `reconstruction`, optimiser `AE`); at its end (`end_phase`) the class Gaussians fitted to E's codes and
+    E's trunk copied into D's; G's latent for class y drawn from y's Gaussian (G also gets y)."""
 
-    The authors' D step adds ceil(batch / N) fakes to each real batch; here D sees a whole batch of fakes
-    each weighted 1/N: the same loss in expectation, from the fakes the trainer draws anyway."""
+    reconstruction = staticmethod(F.mse_loss)
 
     def __init__(self, spec, hparams: dict, data: dict, loss=None):
         super().__init__(spec, hparams, data, loss)
-        if loss is not None and loss.name != "ns":
-            raise UsageError(f"--loss {loss.name}: bagan trains with its (N+1)-way cross-entropy, the "
-                             "multi-class form of ns; give --loss ns or leave it out")
         self.num_classes = int(data.get("num_classes") or 0)
 
+    def build_encoder(self) -> nn.Module:
+        raise NotImplementedError
+
     def build_networks(self) -> dict[str, nn.Module]:
-        hp, d = self.hparams, self.data
-        if not 0 <= hp["dropout"] < 1:
-            raise ValueError(f"dropout {hp['dropout']}: must be in [0, 1)")
-        if hp["ae_steps"] < 1:
-            raise ValueError(f"ae_steps {hp['ae_steps']}: the autoencoder phase needs at least 1 step")
-        nets = super().build_networks()
-        nets["E"] = BAGANEncoder(d["channels"], d["resolution"], hp["ndf"], hp["dropout"], hp["z_dim"])
-        return nets
+        if self.hparams["ae_steps"] < 1:
+            raise ValueError(f"ae_steps {self.hparams['ae_steps']}: the autoencoder phase needs at least 1 step")
+        return {**super().build_networks(), "E": self.build_encoder()}
 
     def optimizers(self) -> dict[str, tuple[tuple[str, ...], str]]:
         return {**super().optimizers(), "AE": (("E", "G"), "lr_g")}
@@ -227,12 +221,12 @@ class BAGANObjective(GANObjective):
         return self.prior
 
     def fake(self, G, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return G(self.prior.latent(inputs["z"], inputs["y"]))
+        return G(self.prior.latent(inputs["z"], inputs["y"]), inputs["y"])
 
     def phase_loss(self, phase: str, nets: dict, real: torch.Tensor, labels, inputs: dict) -> tuple[torch.Tensor, dict]:
         if phase != "autoencode":
             return super().phase_loss(phase, nets, real, labels, inputs)
-        return F.mse_loss(nets["G"](nets["E"](real)).float(), real.float()), {}
+        return self.reconstruction(nets["G"](nets["E"](real), labels).float(), real.float()), {}
 
     @torch.no_grad()
     def end_phase(self, phase: str, nets: dict, prior: ClassGaussians, batches) -> None:
@@ -247,6 +241,27 @@ class BAGANObjective(GANObjective):
         E.train(was_training)
         prior.fit_codes(torch.cat(codes), torch.cat(labels))
         nets["D"].trunk.load_state_dict(E.trunk.state_dict())
+
+
+class BAGANObjective(AutoencoderInit):
+    """The autoencoder phase (E and G on MSE, optimiser `AE`), the transition (`end_phase`), then D's
+    (N+1)-way cross-entropy and G's N-way one. Logs `acc_real` (D's class on reals) and `fake_as_drawn`
+    (the share of fakes D gives the drawn class); `d_real`/`d_fake` are the mean probabilities of "not fake".
+
+    The authors' D step adds ceil(batch / N) fakes to each real batch; here D sees a whole batch of fakes
+    each weighted 1/N: the same loss in expectation, from the fakes the trainer draws anyway."""
+
+    def __init__(self, spec, hparams: dict, data: dict, loss=None):
+        super().__init__(spec, hparams, data, loss)
+        if loss is not None and loss.name != "ns":
+            raise UsageError(f"--loss {loss.name}: bagan trains with its (N+1)-way cross-entropy, the "
+                             "multi-class form of ns; give --loss ns or leave it out")
+
+    def build_encoder(self) -> nn.Module:
+        hp, d = self.hparams, self.data
+        if not 0 <= hp["dropout"] < 1:
+            raise ValueError(f"dropout {hp['dropout']}: must be in [0, 1)")
+        return BAGANEncoder(d["channels"], d["resolution"], hp["ndf"], hp["dropout"], hp["z_dim"])
 
     def critic(self, nets: dict, x: torch.Tensor, labels) -> torch.Tensor:
         """log P(a class) - log P(fake): the real-vs-fake logit inside D's N+1 outputs."""
