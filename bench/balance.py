@@ -2,12 +2,13 @@
 untouched; does filling the rare class up with generated images help a classifier?
 
 For each minority class (--minority, default 0, 4, 7), on the imbalanced training set:
-- `gantools train bagan` and `gantools train acgan`; `gantools sample CKPT --class C` makes the fill (up to
-  the largest class's count; BAGAN's at --bagan temperature=T, 1.25 by default);
+- `gantools train` of each GAN in --gans (default bagan and acgan; bagan-gp too if listed);
+  `gantools sample CKPT --class C` makes each one's fill (up to the largest class's count; at its
+  temperature=T setting, for BAGAN 1.25 by default);
 - a small CNN (bench/conditional.py's, fixed steps; with --clf-seeds K, K of them and the table has their
   means) trained on: the imbalanced set; plain oversampling (the rare images repeated up to the largest
   class's count, each copy flipped left-right with probability 1/2);
-  the set filled with ACGAN's images; the set filled with BAGAN's; tested on MNIST's test set: the minority
+  the set filled with each GAN's images; tested on MNIST's test set: the minority
   class's accuracy (its recall) and the macro-averaged accuracy (oversampling and SSIM: gantools.balance's);
 - generated-image accuracy: the CNN trained on all of real MNIST train (bench/conditional.py's judge,
   cached) classifying the generated minority images; variability: the mean SSIM of random pairs of
@@ -20,7 +21,7 @@ class, real images on the left, BAGAN's (from the first minority run) on the rig
     python bench/balance.py --minority 0 --bagan temperature=1 --grid docs/img/bagan_mnist.png   # README's picture
 
 Results: a markdown table on stdout, everything in WORK/results.json (written after each class). Runs already in
---work (an earlier bench) are resumed to the new --bagan/--acgan steps (the seconds then count the resumed part).
+--work (an earlier bench) are resumed to the new --bagan/--acgan/--bagan-gp steps (the seconds then count the resumed part).
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ RESOLUTION = 32
 BAGAN = {"steps": 8000, "ae_steps": 400, "ngf": 16, "ndf": 16, "hidden": 256, "batch_size": 64, "lr": 2e-4,
          "ema": True, "temperature": 1.25}
 ACGAN = {"steps": 1500, "ngf": 32, "ndf": 32, "batch_size": 64}
+# bagan-gp (not in the default --gans): the registry's autoencoder budget and learning rates, networks
+# narrowed to 32 channels, 2,000 steps of 64 (five critic steps each: about BAGAN's 20 CPU minutes)
+BAGAN_GP = {"steps": 2000, "ae_steps": 1500, "ngf": 32, "ndf": 32, "batch_size": 64, "ema": True, "temperature": 1.25}
+NAMES = {"bagan": "BAGAN", "acgan": "ACGAN", "bagan-gp": "BAGAN-GP"}
 
 
 def imbalanced(x: np.ndarray, y: np.ndarray, minority: int, keep: float, seed: int) -> np.ndarray:
@@ -166,7 +171,7 @@ def run_class(c: int, args, x, y, xt, yt, judge, work: Path) -> dict:
     # the 28x28 originals (gantools resizes them to 32 as it resizes MNIST's files)
     np.savez(data, images=args.raw[sel].transpose(0, 2, 3, 1), labels=yi.numpy())
     gen = {}
-    for model, settings in (("bagan", args.bagan), ("acgan", args.acgan)):
+    for model, settings in args.gans.items():
         ckpt, secs = train_gan(model, data, work / f"{model}-{c}", settings, ["--seed", args.train_seed])
         res["seconds"][f"train_{model}"] = round(secs)
         res[f"{model}_checkpoint"] = ckpt
@@ -189,20 +194,22 @@ def run_class(c: int, args, x, y, xt, yt, judge, work: Path) -> dict:
     return res
 
 
-def table(results: list[dict]) -> str:
-    head = ("| minority (kept) | imbalanced | oversampling | ACGAN fill | BAGAN fill | gen. acc. ACGAN | gen. acc. BAGAN "
-            "| SSIM real | SSIM ACGAN | SSIM BAGAN |\n|---|---|---|---|---|---|---|---|---|---|")
-    lines = [head]
+def table(results: list[dict], gans: list[str]) -> str:
+    names = [NAMES[g] for g in gans]
+    cols = ["minority (kept)", "imbalanced", "oversampling", *(f"{n} fill" for n in names),
+            *(f"gen. acc. {n}" for n in names), "SSIM real", *(f"SSIM {n}" for n in names)]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in results:
         cl = r["classifier"]
-        accs = " | ".join(f"{cl[k]['minority']:.3f} ({cl[k]['macro']:.3f})" for k in ("imbalanced", "oversampling", "acgan", "bagan"))
-        lines.append(f"| {r['minority']} ({r['kept']}) | {accs} | {r['gen_acc_acgan']:.3f} | {r['gen_acc_bagan']:.3f} "
-                     f"| {r['ssim_real']:.3f} | {r['ssim_acgan']:.3f} | {r['ssim_bagan']:.3f} |")
+        cells = [f"{r['minority']} ({r['kept']})",
+                 *(f"{cl[k]['minority']:.3f} ({cl[k]['macro']:.3f})" for k in ("imbalanced", "oversampling", *gans)),
+                 *(f"{r[f'gen_acc_{g}']:.3f}" for g in gans), f"{r['ssim_real']:.3f}", *(f"{r[f'ssim_{g}']:.3f}" for g in gans)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def settings(defaults: dict, given: list[str]) -> dict:
-    """The defaults with --bagan/--acgan KEY=VALUE items over them (values read as JSON where they parse)."""
+    """The defaults with --bagan/--acgan/--bagan-gp KEY=VALUE items over them (values read as JSON where they parse)."""
     out = dict(defaults)
     for item in given:
         k, _, v = item.partition("=")
@@ -220,16 +227,22 @@ def main() -> None:
     p.add_argument("--keep", type=float, default=0.025, help="the minority class's share kept (the paper's 2.5%%)")
     p.add_argument("--bagan", action="append", default=[], help="KEY=VALUE over the BAGAN settings %s" % BAGAN)
     p.add_argument("--acgan", action="append", default=[], help="KEY=VALUE over the ACGAN settings %s" % ACGAN)
+    p.add_argument("--bagan-gp", action="append", default=[], help="KEY=VALUE over the BAGAN-GP settings %s" % BAGAN_GP)
+    p.add_argument("--gans", default="bagan,acgan", help="comma list of the GANs to compare: bagan, acgan, bagan-gp")
     p.add_argument("--clf-steps", type=int, default=400, help="batches of 128 per classifier")
     p.add_argument("--clf-seeds", type=int, default=1, help="classifiers per set (seeds SEED, SEED+1, ...): the table has their means")
     p.add_argument("--pairs", type=int, default=1000, help="random pairs per SSIM mean")
     p.add_argument("--seed", type=int, default=0, help="the kept minority images and the classifiers' first seed")
-    p.add_argument("--train-seed", type=int, default=0, help="`gantools train --seed` for both GANs")
+    p.add_argument("--train-seed", type=int, default=0, help="`gantools train --seed` for every GAN")
     p.add_argument("--work", default=None, help="folder for data, runs and results.json (default: a new temporary one)")
     p.add_argument("--cache", default="/tmp/gantools-bench-cache", help="the judge's cached weights")
-    p.add_argument("--grid", default=None, help="write the real-beside-BAGAN grid here (PNG)")
+    p.add_argument("--grid", default=None, help="write the real-beside-generated grid here (PNG): the first GAN's")
     args = p.parse_args()
-    args.bagan, args.acgan = settings(BAGAN, args.bagan), settings(ACGAN, args.acgan)
+    given = {"bagan": (BAGAN, args.bagan), "acgan": (ACGAN, args.acgan), "bagan-gp": (BAGAN_GP, args.bagan_gp)}
+    unknown = set(args.gans.split(",")) - set(given)
+    if unknown:
+        p.error(f"--gans: unknown {', '.join(sorted(unknown))} (known: {', '.join(given)})")
+    args.gans = {g: settings(*given[g]) for g in args.gans.split(",")}
     work = Path(args.work) if args.work else Path(__import__("tempfile").mkdtemp(prefix="bench-balance-"))
     work.mkdir(parents=True, exist_ok=True)
     Path(args.cache).mkdir(parents=True, exist_ok=True)
@@ -241,15 +254,17 @@ def main() -> None:
     results = []
     for c in (int(k) for k in args.minority.split(",")):
         results.append(run_class(c, args, x, y, xt, yt, judge, work))
-        summary = {"judge_test_accuracy": judge_acc, "bagan": args.bagan, "acgan": args.acgan,
+        summary = {"judge_test_accuracy": judge_acc, **args.gans,
                    "clf_steps": args.clf_steps, "clf_seeds": args.clf_seeds, "keep": args.keep, "train_seed": args.train_seed,
                    "results": results}
         (work / "results.json").write_text(json.dumps(summary, indent=1))
-        print(table(results[-1:]).splitlines()[-1], file=sys.stderr)
+        print(table(results[-1:], list(args.gans)).splitlines()[-1], file=sys.stderr)
+    first, *_ = args.gans
     if args.grid:
-        grid(results[0]["bagan_checkpoint"], x, y, Path(args.grid), work, temperature=args.bagan.get("temperature", 1.0))
-    print(f"judge test accuracy {judge_acc:.4f}; BAGAN's fill drawn at temperature {args.bagan.get('temperature', 1.0):g}\n")
-    print(table(results))
+        grid(results[0][f"{first}_checkpoint"], x, y, Path(args.grid), work, temperature=args.gans[first].get("temperature", 1.0))
+    temps = "; ".join(f"{NAMES[g]}'s fill at temperature {s.get('temperature', 1.0):g}" for g, s in args.gans.items())
+    print(f"judge test accuracy {judge_acc:.4f}; {temps}\n")
+    print(table(results, list(args.gans)))
 
 
 if __name__ == "__main__":
