@@ -1,7 +1,7 @@
 """GAN objectives on discriminator outputs (logits or critic scores).
 
-Each registers `d_loss(real_out, fake_out)` and `g_loss(fake_out)`; WGAN-GP
-adds its gradient penalty (computed by the training loop) and 5 critic steps. They are
+Each registers `d_loss(real_out, fake_out)` and `g_loss(fake_out)`; WGAN-GP and
+ns-gp add a gradient penalty (computed by the training loop) and 5 critic steps. They are
 building blocks: a model's objective (gantools.objective) calls them on D's scores.
 """
 
@@ -21,6 +21,12 @@ def _ns_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
 register_loss(LossSpec(
     "ns", "non-saturating GAN loss: G maximises log D(G(z)) (Goodfellow et al. 2014)",
     d_loss=_ns_d, g_loss=lambda fake: F.softplus(-fake).mean(), probabilities=True,
+))
+register_loss(LossSpec(
+    "ns-gp", "ns with the gradient penalty (lambda 10) at real-fake mixtures and 5 D steps: bounded like ns, "
+    "smooth like wgan-gp (BAGAN-GP's authors' D loss)",
+    d_loss=_ns_d, g_loss=lambda fake: F.softplus(-fake).mean(), probabilities=True,
+    gradient_penalty=10.0, default_n_critic=5,
 ))
 register_loss(LossSpec(
     "minimax", "the original minimax loss: G minimises log(1 - D(G(z))) (saturates early)",

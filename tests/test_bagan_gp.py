@@ -1,6 +1,6 @@
 """bagan-gp (gantools/models/bagan_gp.py): the class-conditional autoencoder (L1, the decoder reads the label),
-the transition (D's trunk from the encoder, class Gaussians of the codes), the critic's loss with real
-images under wrong labels counted as fakes, `sample --class K`, and `balance --gan-model bagan-gp`.
+the transition (D's trunk from the encoder, class Gaussians of the codes), D's loss with real images under
+wrong labels counted as fakes (and wgan-gp refused), `sample --class K`, and `balance --gan-model bagan-gp`.
 The registry contract (tests/test_model_contract.py) covers its checkpoint, exact resume and commands."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from conftest import run_cli
 from gantools.checkpoint import load_checkpoint
 from gantools.data import toy
+from gantools.errors import UsageError
 from gantools.models.bagan_gp import BAGANGPObjective
 from gantools.registry import LOSSES, MODELS
 from gantools.train import TrainConfig, train
@@ -87,7 +88,7 @@ def test_the_critic_counts_real_images_under_wrong_labels_as_fakes():
     the wrong label is the drawn one unless it is the image's own, then the next class."""
     data = {"kind": "image", "channels": 3, "resolution": 32, "num_classes": 4}
     hp = {**MODELS.get("bagan-gp").defaults, **TINY, "z_dim": 8}
-    obj = BAGANGPObjective(MODELS.get("bagan-gp"), hp, data, LOSSES.get("wgan-gp"))
+    obj = BAGANGPObjective(MODELS.get("bagan-gp"), hp, data, LOSSES.get("ns-gp"))
     torch.manual_seed(0)
     nets = obj.build_networks()
     real, fake = torch.randn(6, 3, 32, 32), torch.randn(6, 3, 32, 32)
@@ -97,11 +98,14 @@ def test_the_critic_counts_real_images_under_wrong_labels_as_fakes():
     with torch.no_grad():
         d = obj.d_step(nets, real, labels, fake, {"y": drawn}, with_g=True)
         out_real, out_fake, out_wrong = nets["D"](real, labels), nets["D"](fake, drawn), nets["D"](real, wrong)
-    assert torch.allclose(d.loss, out_fake.mean() / 2 + out_wrong.mean() / 2 - out_real.mean(), atol=1e-5)
-    assert torch.allclose(d.loss_g, -out_fake.mean(), atol=1e-5)
+    want = F.softplus(-out_real).mean() + (F.softplus(out_fake).mean() + F.softplus(out_wrong).mean()) / 2
+    assert torch.allclose(d.loss, want, atol=1e-5)
+    assert torch.allclose(d.loss_g, F.softplus(-out_fake).mean(), atol=1e-5)
     assert torch.allclose(d.real_scores, out_real, atol=1e-5)
-    assert float(d.logs["d_mismatch"]) == pytest.approx(float(out_wrong.mean()), abs=1e-5)
+    assert float(d.logs["d_mismatch"]) == pytest.approx(float(torch.sigmoid(out_wrong).mean()), abs=1e-5)
     assert not torch.allclose(nets["D"](real, labels), nets["D"](real, wrong))  # the label reaches the score
+    with pytest.raises(UsageError, match="--loss wgan-gp"):
+        BAGANGPObjective(MODELS.get("bagan-gp"), hp, data, LOSSES.get("wgan-gp"))
 
 
 def test_sample_class_k_is_g_of_class_k_gaussian_and_label(straight, tmp_path):

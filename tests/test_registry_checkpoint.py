@@ -17,8 +17,9 @@ from gantools.registry import LOSSES, MODELS
 
 def test_registry_lists_models_and_losses(cli):
     assert {"gan", "dcgan"} <= set(MODELS.names())
-    assert set(LOSSES.names()) >= {"ns", "minimax", "lsgan", "hinge", "wgan-gp"}
-    assert LOSSES.get("wgan-gp").gradient_penalty == 10.0
+    assert set(LOSSES.names()) >= {"ns", "ns-gp", "minimax", "lsgan", "hinge", "wgan-gp"}
+    assert LOSSES.get("wgan-gp").gradient_penalty == LOSSES.get("ns-gp").gradient_penalty == 10.0
+    assert LOSSES.get("wgan-gp").default_n_critic == LOSSES.get("ns-gp").default_n_critic == 5
     with pytest.raises(UsageError, match="unknown model 'nope'"):
         MODELS.get("nope")
     r = cli("models", "--json")
@@ -62,6 +63,7 @@ def test_loss_values_are_the_published_formulas():
                   -mean(fake)),
         "wgan-gp": (mean(fake) - mean(real), -mean(fake)),
     }
+    want["ns-gp"] = want["ns"]  # its penalty is the training loop's, as wgan-gp's
     assert set(want) == set(LOSSES.names())  # a new loss needs its formula here
     r, f = torch.tensor(real, dtype=torch.float64), torch.tensor(fake, dtype=torch.float64)
     for name, (d_want, g_want) in want.items():
