@@ -9,7 +9,8 @@
 # env: MINORITY (class names, default automobile: on the CPU cat stayed near 0 even with oversampling,
 # RESULTS.md), STEPS and AE_STEPS (BAGAN's phases, default the registry's 5,000 + 5,000 of 128), CLF_EPOCHS
 # (10), DEVICE (cuda), PER_CLASS (training images kept per class, default all: a smaller number for a quick
-# CPU check of this script)
+# CPU check of this script), GAN_MODEL (the balancer, default bagan; bagan-gp to compare: STEPS and AE_STEPS
+# then default to its registry budget)
 set -eu -o pipefail
 zip=${1:?CIFAR-10 zip (train/CLASS/*.jpg, test/CLASS/*.jpg)}
 out=${OUT:-/tmp/gpu-balance}
@@ -17,6 +18,7 @@ work=$(mktemp -d)
 mkdir -p "$out"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 dev=${DEVICE:-cuda}
+gm=${GAN_MODEL:-bagan}
 [ "$dev" = cuda ] && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 for c in ${MINORITY:-automobile}; do
   imb=$work/cifar10-$c.npz
@@ -41,19 +43,19 @@ np.savez(out, images=images, labels=labels, class_names=np.array(classes))
 print(f"{out}: {len(labels)} images, {minority} kept {int((labels == classes.index(minority)).sum())}", file=sys.stderr)
 PY
   t0=$(date +%s)
-  python3 -m gantools balance "$imb" --evaluate --test "$zip/test" --device "$dev" --json \
+  python3 -m gantools balance "$imb" --evaluate --test "$zip/test" --device "$dev" --json --gan-model "$gm" \
     ${STEPS:+--steps $STEPS} ${AE_STEPS:+--set ae_steps=$AE_STEPS} --classifier-epochs "${CLF_EPOCHS:-10}" \
-    --save-model "$out/bagan-cifar10-$c.pt" > "$out/cifar10-$c-T1.json"
-  echo "$c: BAGAN trained and evaluated at T = 1 in $(( $(date +%s) - t0 )) s" >&2
+    --save-model "$out/$gm-cifar10-$c.pt" > "$out/cifar10-$c-$gm-T1.json"
+  echo "$c: $gm trained and evaluated at T = 1 in $(( $(date +%s) - t0 )) s" >&2
   python3 -m gantools balance "$imb" --evaluate --test "$zip/test" --device "$dev" --json --temperature 1.25 \
-    --classifier-epochs "${CLF_EPOCHS:-10}" --model "$out/bagan-cifar10-$c.pt" > "$out/cifar10-$c-T1.25.json"
-  python3 -m gantools sample "$out/bagan-cifar10-$c.pt" -n 100 --nrow 10 --device "$dev" -o "$out/cifar10-$c-grid.png"
+    --classifier-epochs "${CLF_EPOCHS:-10}" --model "$out/$gm-cifar10-$c.pt" > "$out/cifar10-$c-$gm-T1.25.json"
+  python3 -m gantools sample "$out/$gm-cifar10-$c.pt" -n 100 --nrow 10 --device "$dev" -o "$out/cifar10-$c-$gm-grid.png"
   echo "$c: done in $(( $(date +%s) - t0 )) s" >&2
 done
 python3 - "$out" <<'PY'
 import json, sys
 from pathlib import Path
-print("| run | minority | imbalanced | oversampling | BAGAN fill | gen. acc. | SSIM real | SSIM BAGAN |")
+print("| run | minority | imbalanced | oversampling | GAN fill | gen. acc. | SSIM real | SSIM GAN |")
 print("|---|---|---|---|---|---|---|---|")
 for f in sorted(Path(sys.argv[1]).glob("cifar10-*-T*.json")):
     r = json.loads(f.read_text())

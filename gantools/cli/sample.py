@@ -32,7 +32,7 @@ def sample(
                                          "(indices or names: 3,7 or cat,dog), taken in turn: image i gets the "
                                          "list's (i mod its length)-th class [default: all classes in turn]."),
     truncation: Optional[float] = typer.Option(None, help="Draw z from the normal truncated to [-T, T] (models whose z is normal; infogan's uniform z refuses it)."),
-    temperature: Optional[float] = typer.Option(None, help="Scale z by T: N(0, T^2 I); bagan: each class's Gaussian's spread. Above 1 more varied, below 1 more typical (models whose z is normal)."),
+    temperature: Optional[float] = typer.Option(None, help="Scale z by T: N(0, T^2 I); bagan, bagan-gp: each class's Gaussian's spread. Above 1 more varied, below 1 more typical (models whose z is normal)."),
     nrow: int = typer.Option(8, help="Images per row of a .png grid."),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA generator when the checkpoint has one."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps.", autocompletion=complete_devices),

@@ -155,8 +155,8 @@ class ClassGaussians(GaussianPrior):
             means.append(x.mean(0))
             factors.append(torch.linalg.cholesky(cov + jitter * torch.eye(d, dtype=cov.dtype)))
         if shrunk:
-            warn(f"bagan: class {', '.join(shrunk)} has at most z_dim = {d} images: its covariance is shrunk "
-                 "toward a multiple of the identity (Ledoit-Wolf)")
+            warn(f"class {', '.join(shrunk)} has at most z_dim = {d} images: the covariance of its latent Gaussian is "
+                 "shrunk toward a multiple of the identity (Ledoit-Wolf)")
         self.tensors["mean"] = torch.stack(means).float()
         self.tensors["scale_tril"] = torch.stack(factors).float()
         self._on_device.clear()
