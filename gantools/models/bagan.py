@@ -28,8 +28,8 @@ RESOLUTIONS = (28, 32, 64, 128)  # halved down to the latent grid (7 or 8 pixels
 LEAK = 0.3  # the slope of Keras' LeakyReLU default, which the authors' encoder uses
 
 
-def latent_grid(resolution: int) -> int:
-    """The encoder's and G's smallest grid: the resolution halved until at most 8 pixels (bagan-gp's too)."""
+def _latent_res(resolution: int) -> int:
+    """The encoder's and G's smallest grid: the resolution halved until at most 8 pixels."""
     if resolution not in RESOLUTIONS:
         raise ValueError(f"bagan supports resolutions {', '.join(map(str, RESOLUTIONS))}, not {resolution}")
     while resolution > 8:
@@ -54,7 +54,7 @@ class BAGANGenerator(nn.Module):
 
     def __init__(self, z_dim: int, channels: int, resolution: int, ngf: int, hidden: int):
         super().__init__()
-        res = latent_grid(resolution)
+        res = _latent_res(resolution)
         self.dense = nn.Sequential(nn.Linear(z_dim, hidden, bias=False), nn.ReLU(True),
                                    nn.Linear(hidden, ngf * res * res, bias=False), nn.ReLU(True),
                                    nn.Unflatten(1, (ngf, res, res)))
@@ -82,7 +82,7 @@ def _trunk(channels: int, resolution: int, ndf: int, dropout: float) -> nn.Seque
     LeakyReLU(0.3) and dropout; flattened."""
     plan = [(ndf, 2), (2 * ndf, 1), (4 * ndf, 2), (8 * ndf, 1)]
     res = -(-resolution // 4)
-    while res > latent_grid(resolution):
+    while res > _latent_res(resolution):
         plan += [(8 * ndf, 2), (8 * ndf, 1)]
         res = -(-res // 2)
     layers: list[nn.Module] = []
@@ -99,7 +99,7 @@ class BAGANEncoder(nn.Module):
     def __init__(self, channels: int, resolution: int, ndf: int, dropout: float, z_dim: int):
         super().__init__()
         self.trunk = _trunk(channels, resolution, ndf, dropout)
-        self.head = nn.Linear(8 * ndf * latent_grid(resolution) ** 2, z_dim)
+        self.head = nn.Linear(8 * ndf * _latent_res(resolution) ** 2, z_dim)
         self.apply(_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
