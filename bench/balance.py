@@ -14,7 +14,7 @@ For each minority class (--minority, default 0, 4, 7), on the imbalanced trainin
   cached) classifying the generated minority images; variability: the mean SSIM of random pairs of
   generated minority images beside random pairs of real ones (lower: more varied).
 Everything at 32x32 (MNIST resized as `gantools train` resizes it for acgan). With --grid PNG: one row per
-class, real images on the left, BAGAN's (from the first minority run) on the right.
+class, real images on the left, the first GAN in --gans (from the first minority run) on the right.
 
     python bench/balance.py --minority 0 --bagan ae_steps=20 --bagan steps=20 --acgan steps=20 --clf-steps 50
     python bench/balance.py                                             # the recorded budget (bench/RESULTS.md)
