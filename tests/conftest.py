@@ -73,6 +73,29 @@ def shared(*parts: str) -> Path:
 
 
 @pytest.fixture(scope="session")
+def shapes_npz(tmp_path_factory) -> Path:
+    """64 labelled toy shapes (4 classes) as an .npz (uint8 NHWC `images`, `labels`)."""
+    import numpy as np
+
+    from gantools.data import toy
+
+    path = tmp_path_factory.mktemp("shapes") / "shapes.npz"
+    images, labels = toy.shapes(n=64, seed=3)
+    np.savez(path, images=images, labels=labels)
+    return path
+
+
+def npz_images(path: Path):
+    """An .npz's images as float NCHW in [-1, 1] (as the trainer prepares them) and its labels (int64)."""
+    import numpy as np
+    import torch
+
+    with np.load(path) as f:
+        x = torch.from_numpy(f["images"]).permute(0, 3, 1, 2).float() / 127.5 - 1
+        return x, torch.from_numpy(f["labels"]).long()
+
+
+@pytest.fixture(scope="session")
 def tiny_dcgan(tmp_path_factory) -> Path:
     """A dcgan checkpoint (8 base channels) trained for 3 steps on toy:shapes."""
     from gantools.train import TrainConfig, train

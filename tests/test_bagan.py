@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import npz_images
 from gantools.checkpoint import load_checkpoint, save_checkpoint
-from gantools.data import toy
 from gantools.errors import GantoolsError, UsageError
 from gantools.models.bagan import BAGANObjective, ClassGaussians
 from gantools.registry import LOSSES, MODELS
@@ -22,14 +22,6 @@ TINY = {"ngf": 8, "ndf": 8, "hidden": 32, "z_dim": 8}
 AE_STEPS, STEPS = 4, 4
 
 
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("bagan-data") / "shapes.npz"
-    images, labels = toy.shapes(n=64, seed=3)
-    np.savez(path, images=images, labels=labels)
-    return path
-
-
 def _config(data: Path, out: Path, steps: int = STEPS, **extra) -> TrainConfig:
     hp = {k: v for k, v in TINY.items() if k != "z_dim"}
     return TrainConfig(model="bagan", data=str(data), steps=steps, batch_size=16, device="cpu", seed=3, z_dim=TINY["z_dim"],
@@ -37,9 +29,9 @@ def _config(data: Path, out: Path, steps: int = STEPS, **extra) -> TrainConfig:
 
 
 @pytest.fixture(scope="module")
-def straight(shapes, tmp_path_factory) -> Path:
+def straight(shapes_npz, tmp_path_factory) -> Path:
     """A run of AE_STEPS autoencoder steps and STEPS adversarial ones, a checkpoint every 2 steps."""
-    return train(_config(shapes, tmp_path_factory.mktemp("bagan") / "run", ckpt_every=2, keep=10))
+    return train(_config(shapes_npz, tmp_path_factory.mktemp("bagan") / "run", ckpt_every=2, keep=10))
 
 
 def _nets(ck: dict) -> tuple[BAGANObjective, dict]:
@@ -51,18 +43,12 @@ def _nets(ck: dict) -> tuple[BAGANObjective, dict]:
     return obj, nets
 
 
-def _images(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    with np.load(path) as f:
-        x = torch.from_numpy(f["images"]).permute(0, 3, 1, 2).float() / 127.5 - 1
-        return x, torch.from_numpy(f["labels"]).long()
-
-
-def test_class_gaussians_are_the_codes_mean_and_covariance(straight, shapes):
+def test_class_gaussians_are_the_codes_mean_and_covariance(straight, shapes_npz):
     """The prior's per-class mean and covariance are those of E's codes of the class's images (E, trained
     only in the autoencoder phase, is the final checkpoint's); the classes' means differ."""
     ck = load_checkpoint(straight)
     _, nets = _nets(ck)
-    x, y = _images(shapes)
+    x, y = npz_images(shapes_npz)
     with torch.no_grad():
         codes = nets["E"](x).double()
     mean, tril = ck["prior"]["mean"].double(), ck["prior"]["scale_tril"].double()
@@ -76,7 +62,7 @@ def test_class_gaussians_are_the_codes_mean_and_covariance(straight, shapes):
     assert torch.equal(ck["prior"]["class_freq"], torch.full((4,), 0.25))  # G's classes drawn uniformly
 
 
-def test_transition_inits_d_from_the_encoder_and_g_is_the_trained_decoder(straight, shapes):
+def test_transition_inits_d_from_the_encoder_and_g_is_the_trained_decoder(straight, shapes_npz):
     """Before the transition D's trunk is its initialisation; at it, a copy of E's trunk. G is the decoder
     the autoencoder phase trained: it reconstructs E's codes better than at the first checkpoint."""
     folder = straight.parent
@@ -86,7 +72,7 @@ def test_transition_inits_d_from_the_encoder_and_g_is_the_trained_decoder(straig
     assert all(torch.equal(v, trunk(at, "E")[k]) for k, v in trunk(at, "D").items())
     assert not all(torch.equal(v, trunk(before, "E")[k]) for k, v in trunk(before, "D").items())
     assert before["optimizers"]["AE"] == ["E", "G"]
-    x, _ = _images(shapes)
+    x, _ = npz_images(shapes_npz)
     errors = []
     for ck in (before, at):
         _, nets = _nets(ck)

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import run_cli
+from conftest import npz_images, run_cli
 from gantools.checkpoint import load_checkpoint
 from gantools.data import toy
 from gantools.errors import UsageError
@@ -26,17 +26,9 @@ AE_STEPS, STEPS = 20, 2
 
 
 @pytest.fixture(scope="module")
-def shapes(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("bagan-gp-data") / "shapes.npz"
-    images, labels = toy.shapes(n=64, seed=4)
-    np.savez(path, images=images, labels=labels)
-    return path
-
-
-@pytest.fixture(scope="module")
-def straight(shapes, tmp_path_factory) -> Path:
+def straight(shapes_npz, tmp_path_factory) -> Path:
     """AE_STEPS autoencoder steps and STEPS adversarial ones, a checkpoint halfway through the autoencoder."""
-    cfg = TrainConfig(model="bagan-gp", data=str(shapes), steps=STEPS, batch_size=16, device="cpu", seed=3, z_dim=8,
+    cfg = TrainConfig(model="bagan-gp", data=str(shapes_npz), steps=STEPS, batch_size=16, device="cpu", seed=3, z_dim=8,
                       hparams={**TINY, "ae_steps": AE_STEPS}, sample_every=0, log_every=1, ckpt_every=AE_STEPS // 2, keep=10,
                       out=str(tmp_path_factory.mktemp("bagan-gp") / "run"))
     return train(cfg)
@@ -52,12 +44,7 @@ def _nets(ck: dict, batch_stats: bool = False) -> dict:
     return nets
 
 
-def _images(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    with np.load(path) as f:
-        return torch.from_numpy(f["images"]).permute(0, 3, 1, 2).float() / 127.5 - 1, torch.from_numpy(f["labels"]).long()
-
-
-def test_the_autoencoder_reads_the_label_and_the_transition_starts_d_from_the_encoder(straight, shapes):
+def test_the_autoencoder_reads_the_label_and_the_transition_starts_d_from_the_encoder(straight, shapes_npz):
     """At the transition D's trunk is a copy of E's and the class Gaussians are those of E's codes; the
     decoder's L1 error fell during the autoencoder phase, which trained its label embedding too; and its
     reconstruction depends on the label."""
@@ -67,7 +54,7 @@ def test_the_autoencoder_reads_the_label_and_the_transition_starts_d_from_the_en
     trunk = lambda ck, net: {k: v for k, v in ck["state"][net].items() if k.startswith("trunk.")}  # noqa: E731
     assert all(torch.equal(v, trunk(at, "E")[k]) for k, v in trunk(at, "D").items())
     assert not all(torch.equal(v, trunk(before, "E")[k]) for k, v in trunk(before, "D").items())
-    x, y = _images(shapes)
+    x, y = npz_images(shapes_npz)
     errors = []
     for ck in (before, at):
         nets = _nets(ck, batch_stats=True)
