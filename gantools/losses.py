@@ -18,14 +18,19 @@ def _ns_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     return F.softplus(-real).mean() + F.softplus(fake).mean()
 
 
+def _ns_g(fake: torch.Tensor) -> torch.Tensor:
+    # -log D(G(z)), the non-saturating generator loss
+    return F.softplus(-fake).mean()
+
+
 register_loss(LossSpec(
     "ns", "non-saturating GAN loss: G maximises log D(G(z)) (Goodfellow et al. 2014)",
-    d_loss=_ns_d, g_loss=lambda fake: F.softplus(-fake).mean(), probabilities=True,
+    d_loss=_ns_d, g_loss=_ns_g, probabilities=True,
 ))
 register_loss(LossSpec(
     "ns-gp", "ns with the gradient penalty (lambda 10) at real-fake mixtures and 5 D steps: bounded like ns, "
     "smooth like wgan-gp (BAGAN-GP's authors' D loss)",
-    d_loss=_ns_d, g_loss=lambda fake: F.softplus(-fake).mean(), probabilities=True,
+    d_loss=_ns_d, g_loss=_ns_g, probabilities=True,
     gradient_penalty=10.0, default_n_critic=5,
 ))
 register_loss(LossSpec(
