@@ -75,7 +75,8 @@ class ModelSpec:
     conditional: bool = False
     default_loss: str = "ns"
     # Network hyper-parameters plus training defaults (batch_size, lr_g, lr_d, betas, steps,
-    # n_critic, r1, lr_schedule, updates: see gantools.train.TRAIN_KEYS) that unset options fall back to.
+    # n_critic, r1, lr_schedule, updates, class_balanced, augment: see gantools.train.TRAIN_KEYS) that
+    # unset options fall back to.
     defaults: dict = field(default_factory=dict)
     trainer: str = "gan"  # which loop trains it: "gan" (gantools train) or "gain" (gantools impute)
     resolutions: tuple = ()  # image models: the resolutions it supports (empty: any)

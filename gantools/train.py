@@ -42,7 +42,7 @@ except ImportError:  # Windows: run folders are not locked
 
 # Keys of a model's registry defaults that configure training rather than the networks.
 TRAIN_KEYS = {"batch_size", "lr_g", "lr_d", "betas", "steps", "n_critic", "r1", "lr_schedule", "updates",
-              "class_balanced"}
+              "class_balanced", "augment"}
 
 
 @dataclass
@@ -361,7 +361,7 @@ def _resolve(cfg: TrainConfig, spec, data_len: int | None = None) -> TrainConfig
     loss = LOSSES.get(cfg.loss)
     fallbacks = {"batch_size": 64, "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999], "n_critic": loss.default_n_critic,
                  "z_dim": 100, "r1": 0.0, "lr_schedule": "constant", "updates": "alternating",
-                 "class_balanced": False}
+                 "class_balanced": False, "augment": None}  # augment None: by the data's size (below)
     for name, fallback in fallbacks.items():
         if getattr(cfg, name) is None:
             setattr(cfg, name, d.get(name, fallback))

@@ -128,6 +128,14 @@ def test_small_image_sets_train_with_diffaug_by_default(tmp_path, shapes):
     assert Trainer(_cfg(tmp_path, shapes, "info", model="infogan", steps=1)).cfg.augment == "none"
 
 
+def test_a_models_registered_augment_overrides_the_size_rule_and_the_option_overrides_both(tmp_path, shapes_npz):
+    """bagan registers augment none (augmented, its classes' images collapse: bench/RESULTS.md, balance)."""
+    small = {"model": "bagan", "hparams": {"ngf": 8, "ndf": 8, "hidden": 32, "ae_steps": 1}, "steps": 1}
+    assert Trainer(_cfg(tmp_path, str(shapes_npz), "bagan", **small)).cfg.augment == "none"  # 64 images
+    given = Trainer(_cfg(tmp_path, str(shapes_npz), "bagan-diffaug", augment="diffaug", **small))
+    assert given.cfg.augment == "diffaug" and isinstance(given.augment, DiffAugment)
+
+
 def test_augment_none_adds_nothing_and_ada_at_p_zero_trains_the_same_weights(tmp_path, shapes):
     """Off is the trainer without augmentation (no wrapper), and the hook itself changes nothing: ADA
     kept at p = 0 (target 1: r_t never exceeds it) trains bit-identical weights."""

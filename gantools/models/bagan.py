@@ -318,8 +318,10 @@ register_model(ModelSpec(
     # dropout 0.3, G's widths 1024 (dense) and 256/128 (convolutions: ngf 128), the encoder's 32..256
     # (ndf 32), and the autoencoder trained as long as the GAN (ae_steps = steps). One change, measured
     # (bench/RESULTS.md, balance): real batches class-balanced, where the authors' follow the data's
-    # proportions, so that D and the encoder see the rare classes as often as G draws them
+    # proportions, so that D and the encoder see the rare classes as often as G draws them; and D's inputs
+    # never augmented by default (gantools otherwise turns DiffAugment on for sets of at most 1,000 images):
+    # augmented, BAGAN's images of each class collapse to nearly one image (measured, bench/RESULTS.md)
     defaults={"z_dim": 100, "ngf": 128, "ndf": 32, "hidden": 1024, "dropout": 0.3, "ae_steps": 5000,
               "batch_size": 128, "lr_g": 5e-5, "lr_d": 5e-5, "betas": [0.5, 0.999], "steps": 5000,
-              "updates": "alternating", "class_balanced": True},
+              "updates": "alternating", "class_balanced": True, "augment": "none"},
 ))
