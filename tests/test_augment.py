@@ -128,11 +128,15 @@ def test_small_image_sets_train_with_diffaug_by_default(tmp_path, shapes):
     assert Trainer(_cfg(tmp_path, shapes, "info", model="infogan", steps=1)).cfg.augment == "none"
 
 
-def test_a_models_registered_augment_overrides_the_size_rule_and_the_option_overrides_both(tmp_path, shapes_npz):
-    """bagan registers augment none (augmented, its classes' images collapse: bench/RESULTS.md, balance)."""
-    small = {"model": "bagan", "hparams": {"ngf": 8, "ndf": 8, "hidden": 32, "ae_steps": 1}, "steps": 1}
-    assert Trainer(_cfg(tmp_path, str(shapes_npz), "bagan", **small)).cfg.augment == "none"  # 64 images
-    given = Trainer(_cfg(tmp_path, str(shapes_npz), "bagan-diffaug", augment="diffaug", **small))
+@pytest.mark.parametrize("model, hparams", [("bagan", {"ngf": 8, "ndf": 8, "hidden": 32, "ae_steps": 1}),
+                                            ("bagan-gp", {"ngf": 8, "ndf": 8, "ae_steps": 1})])
+def test_a_models_registered_augment_overrides_the_size_rule_and_the_option_overrides_both(
+        tmp_path, shapes_npz, model, hparams):
+    """bagan and bagan-gp register augment none (augmented, their classes' images grow alike: bench/RESULTS.md,
+    balance)."""
+    small = {"model": model, "hparams": hparams, "steps": 1}
+    assert Trainer(_cfg(tmp_path, str(shapes_npz), "plain", **small)).cfg.augment == "none"  # 64 images
+    given = Trainer(_cfg(tmp_path, str(shapes_npz), "diffaug", augment="diffaug", **small))
     assert given.cfg.augment == "diffaug" and isinstance(given.augment, DiffAugment)
 
 
