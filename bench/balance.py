@@ -132,9 +132,7 @@ def train_gan(model: str, data: Path, run: Path, settings: dict, extra: list[str
         args.append("--ema")
     if "class_balanced" in s:  # class_balanced=true/false: --class-balanced or --no-class-balanced
         args.append("--class-balanced" if s.pop("class_balanced") else "--no-class-balanced")
-    if "augment" in s:  # augment=diffaug|ada|none: D's inputs augmented (`gantools train --augment`)
-        args += ["--augment", s.pop("augment")]
-    for k, v in s.items():  # training options (e.g. lr_schedule=linear) as options, the rest as --set
+    for k, v in s.items():  # training options (e.g. lr_schedule=linear, augment=diffaug) as options, the rest as --set
         args += as_options(f"{k}={v}")
     t0 = time.time()
     ckpt = gantools(*args).strip().splitlines()[-1]
