@@ -399,3 +399,16 @@ def test_a_zip_of_class_folders_is_copied_member_by_member_and_h5_flags_rows(ske
     with h5py.File(h5) as f:
         assert f["generated"][()].tolist() == [False] * len(skewed["y"]) + [True] * 2
         assert f["labels"][()][-2:].tolist() == [list(f.attrs["class_names"]).index("cross")] * 2
+
+
+def test_a_balancer_of_another_size_is_used_with_a_warning(skewed, tmp_path):
+    """The fill is resized to DATA's size, and the user is told: resized fills differ from the real images."""
+    small = tmp_path / "small.npz"
+    np.savez(small, images=skewed["x"][:, 2:30, 2:30], labels=skewed["y"], class_names=np.array(skewed["names"]))
+    r = run_cli("balance", small, "-o", tmp_path / "out.npz", "--model", skewed["ckpt"])
+    assert r.code == 0, r.err
+    assert "32x32 images and DATA's are 28x28" in r.err
+    with np.load(tmp_path / "out.npz") as out:
+        assert out["images"].shape[1:3] == (28, 28)
+    same = run_cli("balance", skewed["npz"], "-o", tmp_path / "same.npz", "--model", skewed["ckpt"])
+    assert same.code == 0 and "resized" not in same.err
