@@ -42,12 +42,16 @@ class Training:
     steps: int | None = None
     epochs: float | None = None
     batch_size: int | None = None
+    class_balanced: bool | None = None  # real batches with every class equally often (None: the model's default)
     hparams: dict = field(default_factory=dict)
 
     def given(self) -> list[str]:
         """The options set beyond the model's name, as the command line spells them."""
         names = {"steps": "--steps", "epochs": "--epochs", "batch_size": "--batch-size", "hparams": "--set"}
-        return [flag for key, flag in names.items() if getattr(self, key)]
+        flags = [flag for key, flag in names.items() if getattr(self, key)]
+        if self.class_balanced is not None:
+            flags.append("--class-balanced" if self.class_balanced else "--no-class-balanced")
+        return flags
 
 
 # ----------------------------------------------------------------------------- data, classes, targets
@@ -244,7 +248,8 @@ def obtain_balancer(data: LabelledImages, data_spec: str | None, training: Train
     with tempfile.TemporaryDirectory(prefix="gantools-balance-") as tmp:
         source = data_spec if data_spec not in (None, "-") else _write_npz(data, Path(tmp) / "data.npz")
         cfg = TrainConfig(model=training.model, data=source, steps=training.steps, epochs=training.epochs,
-                          batch_size=training.batch_size, seed=seed, device=device, out=str(Path(tmp) / "run"),
+                          batch_size=training.batch_size, class_balanced=training.class_balanced, seed=seed,
+                          device=device, out=str(Path(tmp) / "run"),
                           sample_every=0, ckpt_every=10**9, keep=1, channels=channels, hparams=dict(training.hparams))
         try:
             last = train(cfg)

@@ -188,6 +188,7 @@ def _bad_sets(root: Path) -> dict:
     ("bad-target", 2, "--target lots: expected max, a number, or CLASS=N"),
     ("stream-without-manifest", 2, "give --manifest FILE.csv"),
     ("model-and-steps", 2, "--steps train a new balancer"),
+    ("model-and-no-class-balanced", 2, "--no-class-balanced train a new balancer"),
     ("model-other-classes", 1, "trained on classes circle, square, triangle, cross; DATA has circle, square, triangle"),
     ("test-without-evaluate", 2, "--test-split go with --evaluate"),
     ("out-inside-data", 2, "inside DATA"),
@@ -202,6 +203,7 @@ def test_bad_input_is_one_line_and_writes_nothing(skewed, tmp_path, case, code, 
     args = {"below-n": ["--target", "10"], "below-class": ["--target", "square=2"],
             "unknown-class": ["--target", "star=20"], "bad-target": ["--target", "lots"],
             "model-and-steps": ["--model", skewed["ckpt"], "--steps", "3"],
+            "model-and-no-class-balanced": ["--model", skewed["ckpt"], "--no-class-balanced"],
             "model-other-classes": ["--model", skewed["ckpt"]], "test-without-evaluate": ["--test-split", "0.3"],
             "nothing-to-generate": ["--only-generated", "--target", "circle=12", *TRAIN],
             "bad-temperature": ["--temperature", "0", *TRAIN],
@@ -223,6 +225,15 @@ def test_bad_input_is_one_line_and_writes_nothing(skewed, tmp_path, case, code, 
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no OUT, no m.pt
     if case == "out-inside-data":
         assert not out.exists()
+
+
+@pytest.mark.parametrize("flag, want", [("--no-class-balanced", False), ("--class-balanced", True)])
+def test_class_balanced_reaches_the_balancers_training(skewed, tmp_path, flag, want):
+    from gantools.checkpoint import load_checkpoint
+
+    r = run_cli("balance", skewed["npz"], "-o", tmp_path / "b.npz", "--save-model", tmp_path / "m.pt", flag, *TRAIN)
+    assert r.code == 0, r.err
+    assert load_checkpoint(tmp_path / "m.pt")["config"]["class_balanced"] is want
 
 
 def test_an_existing_output_is_refused_before_any_work(skewed, tmp_path):

@@ -38,6 +38,7 @@ def balance(
     steps: Optional[int] = typer.Option(None, "--steps", help="Train the GAN's adversarial phase for this many steps [default: the model's]."),
     epochs: Optional[float] = typer.Option(None, "--epochs", help="Train the GAN for this many passes over DATA instead of --steps."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="The GAN's batch size [default: the model's]."),
+    class_balanced: Optional[bool] = typer.Option(None, "--class-balanced/--no-class-balanced", help="Train the GAN on real batches with every class equally often, or in DATA's proportions (the authors'), as `gantools train --class-balanced` [default: the model's; bagan, bagan-gp: on]."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="A hyper-parameter of the GAN as KEY=VALUE (repeatable), as in `gantools train --set`."),
     gan_model: str = typer.Option("bagan", "--gan-model", help="The registered conditional model that balances: bagan, bagan-gp (BAGAN-GP), or another.",
                                   autocompletion=complete_models),
@@ -67,7 +68,7 @@ def balance(
     from gantools.balance import Training
 
     training = Training(model=gan_model, steps=steps, epochs=epochs, batch_size=batch_size,
-                        hparams=_parse_settings(set_ or []))
+                        class_balanced=class_balanced, hparams=_parse_settings(set_ or []))
     if evaluate:
         given = [flag for flag, v in (("-o", out), ("--manifest", manifest), ("--only-generated", only_generated)) if v]
         if given:
