@@ -383,7 +383,7 @@ def write_folder(out: str, data: LabelledImages, files: list | None, gen_images:
     rows: list[dict] = []
     try:
         for k, cname in enumerate(data.class_names):
-            folder = OutputFolder(Path(out) / cname, FOLDER_KIND, overwrite)
+            folder = top.subfolder(cname)  # recorded in OUT's manifest: a rerun knows it as gantools' own
             folders.append(folder)
             used: set[str] = set()
             if not only_generated:

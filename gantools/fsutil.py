@@ -113,6 +113,11 @@ class OutputFolder:
     temporary names (`path(name)`); `commit()` puts all of them in place, removes the earlier
     output's other files and writes the manifest, or on any error leaves the folder as it was;
     `discard()` removes the temporaries. No folder is renamed, so `.` works.
+
+    `subfolder(name)` gives an OutputFolder inside (balance's class folders): it keeps its own manifest
+    of its files, and this folder's manifest lists it under `folders`, so a later run counts it as
+    gantools' earlier output; committing this folder after a new run clears the gantools files of an
+    earlier subfolder the run did not write again (a user's file there stays).
     """
 
     def __init__(self, folder: str | os.PathLike, kind: str, overwrite: bool = False, create: bool = True):
@@ -121,7 +126,10 @@ class OutputFolder:
         self._created = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
         if self.folder.exists() and not self.folder.is_dir():
             raise GantoolsError(f"{self._shown}: exists and is not a folder")
-        self._ours, self._others = self._read_contents() if self.folder.exists() else ({}, set())
+        self._overwrite = overwrite
+        self._ours, self._our_folders, self._others = (self._read_contents() if self.folder.exists()
+                                                       else ({}, set(), set()))
+        self._subs: dict[str, OutputFolder] = {}  # subfolders of this run, by name
         self._new: dict[str, Path] = {}  # name -> its temporary
         self._temps: list[Path] = []  # every temporary made, removed at the end
         if not overwrite and self._others:
@@ -129,26 +137,31 @@ class OutputFolder:
             raise GantoolsError(
                 f"{self._shown}: holds files gantools did not write (e.g. {example}); choose a new or empty "
                 "folder, or give --overwrite to write beside them (they are never touched)")
-        if not overwrite and self._ours:
-            raise GantoolsError(f"{self._shown}: holds {len(self._ours)} file(s) of an earlier gantools run; "
+        if not overwrite and (self._ours or self._our_folders):
+            what = f"{len(self._ours)} file(s)" + (f" and {len(self._our_folders)} folder(s)" if self._our_folders else "")
+            raise GantoolsError(f"{self._shown}: holds {what} of an earlier gantools run; "
                                 "give --overwrite to replace them, or choose another folder")
         if create:  # create=False: only the refusals above, before any work (check_folder)
             self.folder.mkdir(parents=True, exist_ok=True)
 
-    def _read_contents(self) -> tuple[dict[str, dict], set[str]]:
-        """Split the folder's entries into gantools' own earlier files (per the manifest) and others."""
+    def _read_contents(self) -> tuple[dict[str, dict], set[str], set[str]]:
+        """Split the folder's entries into gantools' own earlier files (per the manifest), its own earlier
+        subfolders (each a gantools output folder of this kind) and others."""
         names = set(os.listdir(self.folder)) - {MANIFEST}
-        listed = self._read_manifest() if (self.folder / MANIFEST).exists() else {}
+        listed, folders = self._read_manifest() if (self.folder / MANIFEST).exists() else ({}, [])
         ours = {n: st for n, st in listed.items() if n in names and _stat(self.folder / n) == st}
-        return ours, names - set(ours)
+        our_folders = {n for n in folders if n in names and not (self.folder / n).is_symlink()
+                       and (self.folder / n / MANIFEST).is_file()}
+        return ours, our_folders, names - set(ours) - our_folders
 
-    def _read_manifest(self) -> dict[str, dict]:
+    def _read_manifest(self) -> tuple[dict[str, dict], list[str]]:
         path = self.folder / MANIFEST
         try:
             m = json.loads(path.read_text(encoding="utf-8"))
-            kind, files = m["kind"], m["files"]
+            kind, files, folders = m["kind"], m["files"], m.get("folders", [])
             ok = m["format"] == MANIFEST_FORMAT and all(
-                plain_name(n) and set(st) == {"size", "mtime_ns"} for n, st in files.items())
+                plain_name(n) and set(st) == {"size", "mtime_ns"} for n, st in files.items()) and all(
+                plain_name(n) for n in folders)
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             ok = False
         if not ok:
@@ -157,7 +170,18 @@ class OutputFolder:
         if kind != self.kind:
             raise GantoolsError(f"{self._shown}: holds gantools' {kind} output, not {self.kind}; "
                                 "choose another folder")
-        return files
+        return files, list(folders)
+
+    def subfolder(self, name: str) -> "OutputFolder":
+        """An OutputFolder `name` inside this one (same kind and overwrite), recorded as gantools' own in
+        this one's manifest; commit it before this one."""
+        if not plain_name(name) or name in self._subs or name in self._new:
+            raise ValueError(f"{name!r}: not a new plain folder name")
+        if name in self._others and not (self.folder / name).is_dir():
+            raise GantoolsError(f"{self.folder / name}: gantools did not write this file and will not replace "
+                                "it; choose another folder")
+        self._subs[name] = OutputFolder(self.folder / name, self.kind, self._overwrite)
+        return self._subs[name]
 
     def path(self, name: str) -> Path:
         """A temporary path in the folder to write the file `name` to; it takes that name on commit."""
@@ -180,6 +204,17 @@ class OutputFolder:
             self.discard()
             raise
         self._remove_temporaries()  # now the earlier output, moved aside
+        for name in sorted(self._our_folders - set(self._subs)):  # earlier subfolders this run did not write
+            with contextlib.suppress(GantoolsError, OSError):
+                OutputFolder(self.folder / name, self.kind, overwrite=True)._clear()
+
+    def _clear(self) -> None:
+        """Remove gantools' earlier files and manifest here (never another file), and the folder if empty."""
+        for name in self._ours:
+            (self.folder / name).unlink()
+        (self.folder / MANIFEST).unlink()
+        with contextlib.suppress(OSError):
+            self.folder.rmdir()
 
     def _publish(self) -> None:
         mode = 0o666 & ~_umask()
@@ -191,6 +226,7 @@ class OutputFolder:
         manifest.write_text(json.dumps({
             "format": MANIFEST_FORMAT, "version": 1, "kind": self.kind, "gantools_version": _version(),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "files": files,
+            **({"folders": sorted(self._subs)} if self._subs else {}),
         }, indent=1) + "\n", encoding="utf-8")
         os.chmod(manifest, mode)
         done: list[tuple[Path, Path]] = []  # renames made, undone in reverse on any error

@@ -423,3 +423,45 @@ def test_a_balancer_of_another_size_is_used_with_a_warning(skewed, tmp_path):
         assert out["images"].shape[1:3] == (28, 28)
     same = run_cli("balance", skewed["npz"], "-o", tmp_path / "same.npz", "--model", skewed["ckpt"])
     assert same.code == 0 and "resized" not in same.err
+
+
+def test_a_rerun_into_its_own_folder_is_gantools_output_and_overwrite_spares_a_users_file(skewed, tmp_path):
+    out = tmp_path / "sb2"
+    args = ("balance", skewed["tree"], "-o", out, "--model", skewed["ckpt"])
+    assert run_cli(*args, "--seed", "1").code == 0
+    r = run_cli(*args, "--seed", "1")
+    assert r.code == 1 and r.out == b"", r.err
+    line = r.err.strip()
+    assert "earlier gantools run" in line and "--overwrite" in line and "did not write" not in line, line
+    mine = out / "cross" / "mine.png"  # a user's file dropped into a class folder
+    mine.write_bytes(b"not gantools'")
+    before = {p.name: p.read_bytes() for p in (out / "cross").glob("gen-*.png")}
+    r = run_cli(*args, "--seed", "2", "--overwrite")
+    assert r.code == 0, r.err
+    assert mine.read_bytes() == b"not gantools'"  # untouched
+    after = {p.name: p.read_bytes() for p in (out / "cross").glob("gen-*.png")}
+    assert after.keys() == before.keys() and after != before  # gantools' generated images replaced
+    rows = _manifest(out / "manifest.csv")
+    assert "cross/mine.png" not in {row["image"] for row in rows}
+    r = run_cli(*args, "--seed", "2")  # still gantools' output beside the user's file: --overwrite again
+    assert r.code == 1 and "earlier gantools run" in r.err, r.err
+
+
+def test_overwrite_clears_an_earlier_class_folder_the_new_run_does_not_write(tmp_path):
+    from gantools.fsutil import OutputFolder
+
+    top = OutputFolder(tmp_path / "o", "balance")
+    for name in ("a", "b"):
+        sub = top.subfolder(name)
+        sub.path("x.png").write_bytes(b"gantools'")
+        sub.commit()
+    top.commit()
+    (tmp_path / "o" / "b" / "user.txt").write_text("mine")
+    top = OutputFolder(tmp_path / "o", "balance", overwrite=True)
+    sub = top.subfolder("a")
+    sub.path("y.png").write_bytes(b"new")
+    sub.commit()
+    top.commit()
+    assert sorted(p.name for p in (tmp_path / "o" / "a").iterdir()) == [".gantools-manifest.json", "y.png"]
+    assert sorted(p.name for p in (tmp_path / "o" / "b").iterdir()) == ["user.txt"]  # gantools' x.png went
+    assert OutputFolder(tmp_path / "o", "balance", overwrite=True)._our_folders == {"a"}  # b is no longer listed
