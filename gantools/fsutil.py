@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import errno
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -49,9 +50,10 @@ def atomic_path(target: str | os.PathLike, overwrite: bool = False) -> Iterator[
     temporary file is removed and the target is untouched.
     """
     target = check_target(target, overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(target.parent, target.name, "tmp")
+    made: list[Path] = []  # the temporary's name, recorded before the file exists (a Ctrl-C at any moment)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _temporary(target.parent, target.name, "tmp", made)
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         if overwrite:
@@ -59,8 +61,9 @@ def atomic_path(target: str | os.PathLike, overwrite: bool = False) -> Iterator[
         else:
             _rename_no_replace(tmp, target)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        for tmp in made:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
         raise
 
 
@@ -255,9 +258,7 @@ class OutputFolder:
                 d.rmdir()  # only when empty
 
     def _temporary(self, name: str, tag: str = "tmp") -> Path:
-        tmp = _temporary(self.folder, name, tag)
-        self._temps.append(tmp)
-        return tmp
+        return _temporary(self.folder, name, tag, self._temps)  # recorded before it exists
 
     def _remove_temporaries(self) -> None:
         for tmp in self._temps:
@@ -281,11 +282,22 @@ def check_folder(folder: str | os.PathLike, kind: str, overwrite: bool = False) 
     OutputFolder(folder, kind, overwrite, create=False)
 
 
-def _temporary(folder: Path, name: str, tag: str) -> Path:
-    """A new empty hidden file `.NAME.TAG-XXXX` in `folder` (same suffix as NAME)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.{tag}-", suffix=Path(name).suffix, dir=folder)
-    os.close(fd)
-    return Path(tmp)
+def _temporary(folder: Path, name: str, tag: str, record: list[Path]) -> Path:
+    """A new empty hidden file `.NAME.TAG-XXXXXXXX` in `folder` (same suffix as NAME), appended to
+    `record` before it is created: a Ctrl-C at any moment leaves no file that `record` misses
+    (tempfile.mkstemp would create it before its name could be recorded)."""
+    suffix = Path(name).suffix
+    for _ in range(100):
+        tmp = folder / f".{name}.{tag}-{secrets.token_hex(4)}{suffix}"
+        record.append(tmp)
+        try:
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:  # another's file: not ours to remove
+            record.remove(tmp)
+            continue
+        os.close(fd)  # (a name recorded but never created is harmless: cleanup skips missing files)
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(folder / f".{name}.{tag}-*"))
 
 
 def _stat(path: Path) -> dict:

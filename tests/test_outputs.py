@@ -378,3 +378,28 @@ def test_a_folder_is_not_a_file_target_even_with_overwrite(tmp_path):
         with atomic_path(tmp_path / "x.npz", overwrite=True):
             pass
     assert os.listdir(tmp_path) == ["x.npz"] and os.listdir(tmp_path / "x.npz") == []
+
+
+def test_ctrl_c_as_a_temporary_file_is_created_leaves_nothing(tmp_path, monkeypatch):
+    """A Ctrl-C the moment a temporary file exists, before its name is returned, leaves no file: its
+    name is recorded before it is created (tempfile.mkstemp's left a 0-byte `.NNNNNN.png.tmp-*`)."""
+    from gantools.fsutil import OutputFolder
+
+    real_open = os.open
+
+    def open_then_interrupt(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        if ".tmp-" in os.fspath(path):  # the file exists now
+            os.close(fd)
+            raise KeyboardInterrupt
+        return fd
+
+    monkeypatch.setattr(os, "open", open_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(tmp_path / "grid.png"):
+            pass
+    with pytest.raises(KeyboardInterrupt):
+        with OutputFolder(tmp_path / "photos", "sample") as folder:
+            folder.path("000000.png")
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == []
