@@ -465,3 +465,20 @@ def test_overwrite_clears_an_earlier_class_folder_the_new_run_does_not_write(tmp
     assert sorted(p.name for p in (tmp_path / "o" / "a").iterdir()) == [".gantools-manifest.json", "y.png"]
     assert sorted(p.name for p in (tmp_path / "o" / "b").iterdir()) == ["user.txt"]  # gantools' x.png went
     assert OutputFolder(tmp_path / "o", "balance", overwrite=True)._our_folders == {"a"}  # b is no longer listed
+
+
+def test_the_tables_show_class_names_and_paths_as_written(capsys):
+    from gantools.cli.balance import _print_evaluation, _print_summary
+
+    cls = {"class": "[b]bold[/b]", "real": 3, "generated": 1, "total": 4}
+    _print_summary({"out": "out[1]", "images": 4, "model": "bagan", "seed": 0, "classes": [cls]}, to_stderr=False)
+    acc = {"as_is": 0.5, "balanced": 0.5, "oversampled": 0.5}
+    _print_evaluation({"classifier": "small CNN", "classifier_epochs": 1, "model": "bagan", "test": "t[est]",
+                       "seed": 0, "columns": {m: {"minority": 0.5, "macro": 0.5} for m in acc},
+                       "classes": [{"class": "[b]bold[/b]", "minority": True, "train": 3, "test": 1, "generated": 1,
+                                    "accuracy": acc, "generated_accuracy": 1.0, "ssim_generated": 0.1,
+                                    "ssim_real": 0.1}], "minority_rule": "rule", "minority_classes": ["[b]bold[/b]"],
+                       "judge_count": 4, "ssim_pairs": 2})
+    out = capsys.readouterr().out
+    assert "out[1]" in out and "test: t[est]" in out
+    assert out.count("[b]bold[/b]") == 4  # the summary, both evaluation tables and the minority line

@@ -30,6 +30,15 @@ def test_registry_lists_models_and_losses(cli):
     assert dc["data"] == "image" and dc["loss"] == "ns" and not dc["conditional"]
 
 
+def test_the_models_table_shows_every_description_word_for_word(cli):
+    r = cli("models")  # rich would read "[data, mask]" as markup and drop it
+    assert r.code == 0, r.err
+    shown = r.text.split()
+    for _, spec in [*MODELS, *LOSSES]:
+        words = spec.description.split()
+        assert all(w in shown for w in words), (spec.description, [w for w in words if w not in shown])
+
+
 def test_losses_have_the_right_optimum_direction():
     real, fake = torch.tensor([3.0]), torch.tensor([-3.0])
     for name in ("ns", "minimax", "lsgan", "hinge", "wgan-gp"):

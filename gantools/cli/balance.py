@@ -110,17 +110,18 @@ def _stdout_console():
 
 
 def _print_summary(s: dict, to_stderr: bool) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from gantools.log import console, verbosity
 
     if to_stderr and verbosity() < 0:
         return
-    table = Table(title=f"{s['out']}: {s['images']} images ({s['model']}, seed {s['seed']})", title_justify="left")
+    table = Table(title=escape(f"{s['out']}: {s['images']} images ({s['model']}, seed {s['seed']})"), title_justify="left")
     for name in ("class", "real", "generated", "total"):
         table.add_column(name, justify="left" if name == "class" else "right")
     for c in s["classes"]:
-        table.add_row(c["class"], str(c["real"]), str(c["generated"]), str(c["total"]))
+        table.add_row(escape(c["class"]), str(c["real"]), str(c["generated"]), str(c["total"]))
     table.add_row("all", *(str(sum(c[k] for c in s["classes"])) for k in ("real", "generated", "total")))
     (console() if to_stderr else _stdout_console()).print(table)
 
@@ -130,27 +131,28 @@ def _fmt(v) -> str:
 
 
 def _print_evaluation(r: dict) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     out = _stdout_console()
     out.print(f"classifier: {r['classifier']}; epochs: {r['classifier_epochs']}; (b) balanced by {r['model']}, "
               f"(c) by oversampling with flips; test: {r['test']}; seed {r['seed']}"
-              + (f"; temperature {r['temperature']:g}" if r.get("temperature") is not None else ""))
+              + (f"; temperature {r['temperature']:g}" if r.get("temperature") is not None else ""), markup=False)
     cols = r["columns"]
     acc = Table(title="test accuracy", title_justify="left")
     for name in ("class", "train", "test", "generated", "(a) as-is", f"(b) {r['model']}", "(c) oversampled"):
         acc.add_column(name, justify="left" if name == "class" else "right")
     for c in r["classes"]:
-        acc.add_row(c["class"] + (" *" if c["minority"] else ""), str(c["train"]), str(c["test"]), str(c["generated"]),
+        acc.add_row(escape(c["class"]) + (" *" if c["minority"] else ""), str(c["train"]), str(c["test"]), str(c["generated"]),
                     *(_fmt(c["accuracy"][m]) for m in ("as_is", "balanced", "oversampled")))
     acc.add_row("minority *", "", "", "", *(_fmt(cols[m]["minority"]) for m in ("as_is", "balanced", "oversampled")))
     acc.add_row("macro", "", "", "", *(_fmt(cols[m]["macro"]) for m in ("as_is", "balanced", "oversampled")))
     out.print(acc)
-    out.print(f"* minority: {r['minority_rule']} ({', '.join(r['minority_classes']) or 'none'})")
+    out.print(f"* minority: {r['minority_rule']} ({', '.join(r['minority_classes']) or 'none'})", markup=False)
     gen = Table(title=f"generated images ({r['judge_count']} per class; mean SSIM of {r['ssim_pairs']} random "
                       "pairs, lower = more varied)", title_justify="left")
     for name in ("class", "accuracy (judge: (c))", "SSIM generated", "SSIM real"):
         gen.add_column(name, justify="left" if name == "class" else "right")
     for c in r["classes"]:
-        gen.add_row(c["class"], _fmt(c["generated_accuracy"]), _fmt(c["ssim_generated"]), _fmt(c["ssim_real"]))
+        gen.add_row(escape(c["class"]), _fmt(c["generated_accuracy"]), _fmt(c["ssim_generated"]), _fmt(c["ssim_real"]))
     out.print(gen)

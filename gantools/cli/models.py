@@ -27,6 +27,7 @@ def models(
         print_json({"models": model_rows, "losses": loss_rows})
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from gantools.log import color_enabled
@@ -34,9 +35,9 @@ def models(
     con = Console(no_color=not color_enabled(), highlight=False, soft_wrap=False)
     t = Table("model", "data", "cond.", "loss", "trained by", "description", title="models", box=None)
     for r in model_rows:
-        t.add_row(r["name"], r["data"], "yes" if r["conditional"] else "no", r["loss"], r["trained_by"], r["description"])
+        t.add_row(r["name"], r["data"], "yes" if r["conditional"] else "no", r["loss"], r["trained_by"], escape(r["description"]))
     con.print(t)
     t = Table("loss", "description", title="losses", box=None)
     for r in loss_rows:
-        t.add_row(r["name"], r["description"])
+        t.add_row(r["name"], escape(r["description"]))
     con.print(t)
