@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -145,9 +146,15 @@ def _toml_value(v) -> str:
     return json.dumps(str(v))
 
 
-def write_config_toml(config: dict, path: Path) -> None:
-    """A flat TOML file of the resolved config (None values left out; hparams as a table)."""
-    lines = ["# gantools train: the resolved configuration of this run (readable by --config)"]
+CONFIG_HEADER = "# gantools train: the resolved configuration of run {} (readable by --config)"
+# the first line of a config.toml gantools wrote: the run's id (none before run ids)
+_HEADER = re.compile(r"# gantools train: the resolved configuration of (?:this run|run (\w+)) \(readable by --config\)")
+
+
+def write_config_toml(config: dict, path: Path, run_id: str) -> None:
+    """A flat TOML file of the resolved config (None values left out; hparams as a table); its first line
+    names the run (its id, also in each checkpoint), which is how a run folder is told from others."""
+    lines = [CONFIG_HEADER.format(run_id)]
     for k, v in config.items():
         if v is not None and k != "hparams":
             lines.append(f"{k} = {_toml_value(v)}")
@@ -186,6 +193,57 @@ def _check_unused(run_dir: Path) -> None:
                          "afresh with another --out (or remove the folder yourself)")
     if names:
         raise UsageError(f"--out {run_dir}: folder is not empty; give a new or empty folder as --out")
+
+
+def _folder_run_id(run_dir: Path) -> str | None:
+    """The run id named by RUN/config.toml's first line where gantools wrote the file ("" for a run from
+    before run ids), else None (no such file, or not gantools')."""
+    config = run_dir / "config.toml"
+    if config.is_symlink() or not config.is_file():
+        return None
+    try:
+        with open(config, encoding="utf-8") as f:
+            first = f.readline().rstrip("\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+    m = _HEADER.fullmatch(first)
+    return None if m is None else (m.group(1) or "")
+
+
+def _is_run_folder_of(run_dir: Path, ck: dict) -> bool:
+    """Whether `run_dir` is gantools' own run folder of the checkpoint's run: its config.toml, written by
+    gantools, names the checkpoint's run id (a checkpoint from before run ids: the same model, data and
+    seed in a config.toml from before run ids)."""
+    folder_id = _folder_run_id(run_dir)
+    if folder_id is None:
+        return False
+    if ck.get("run_id"):
+        return folder_id == ck["run_id"]
+    try:
+        saved = read_config_file(run_dir / "config.toml")
+    except GantoolsError:
+        return False
+    config = ck.get("config") or {}
+    return all(saved.get(k) == config.get(k) for k in ("model", "data", "seed"))
+
+
+_RUN_IDS: dict[tuple, str | None] = {}  # (path, size, mtime) -> the run id in that checkpoint file
+
+
+def _checkpoint_run_id(path: Path) -> str | None:
+    """The run id a checkpoint file names (None: none, or not a readable gantools checkpoint)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _RUN_IDS:
+        try:
+            ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            _RUN_IDS[key] = ck.get("run_id") if isinstance(ck, dict) and ck.get("format") == ckpt_io.FORMAT else None
+        except Exception:  # anything unreadable is not ours
+            _RUN_IDS[key] = None
+    return _RUN_IDS[key]
 
 
 def _claim_run_dir(cfg: TrainConfig) -> Path:
@@ -256,11 +314,14 @@ def _step_of(path: Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _prune(current: Path, keep: int) -> None:
+def _prune(current: Path, keep: int, run_id: str | None = None) -> None:
     """Remove step checkpoints older than `current` beyond the `keep` newest (`current` included).
-    `current` always stays, and so do later steps (a branch left by resuming an earlier checkpoint)."""
+    `current` always stays, and so do later steps (a branch left by resuming an earlier checkpoint).
+    Given `run_id`, only checkpoints of that run are counted and removed (a file gantools did not write
+    for the run stays, whatever its name)."""
     now = _step_of(current)
-    older = sorted((s, p) for p in current.parent.glob("step-*.pt") if (s := _step_of(p)) is not None and s < now)
+    older = sorted((s, p) for p in current.parent.glob("step-*.pt") if (s := _step_of(p)) is not None and s < now
+                   and (run_id is None or (not p.is_symlink() and _checkpoint_run_id(p) == run_id)))
     for _, old in older[:max(0, len(older) - (keep - 1))]:
         old.unlink(missing_ok=True)
 
@@ -562,6 +623,8 @@ class Trainer:
         self.log_names: list[str] = []
 
         self.run_dir = Path(run_dir) if run_dir else None  # train() and resume() claim and lock it
+        # the run's identity, kept across resumes: in config.toml's first line and in every checkpoint
+        self.run_id = (resume.get("run_id") if resume is not None else None) or uuid.uuid4().hex
 
     # ------------------------------------------------------------------ state
 
@@ -620,6 +683,7 @@ class Trainer:
             networks=list(self.nets), generator=obj.generator,
             optimizers={name: list(obj.optimizers()[name][0]) for name in self.opts},
             prior=self.prior.state_dict(), phase={"name": self.phases[i].name, "index": i, "step": self.step - start},
+            run_id=self.run_id,
             **({"augment": self.augment.get_state()} if self.augment is not None else {}),
             **({"eval": self.evaluator.state()} if self.evaluator is not None else {}),
         )
@@ -631,7 +695,7 @@ class Trainer:
         path = self.run_dir / "checkpoints" / f"step-{self.step:06d}.pt"
         ckpt_io.save_checkpoint(self.checkpoint(), path, overwrite=True)  # a resume may redo a step
         _publish_last(path)
-        _prune(path, self.cfg.keep)
+        _prune(path, self.cfg.keep, self.run_id)
         return path
 
     # ------------------------------------------------------------------ data
@@ -975,7 +1039,7 @@ class Trainer:
         total = self.total_steps
         if self.dist.main:  # rank 0 alone writes the run folder; the other ranks log into nothing
             (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-            write_config_toml(cfg.to_dict(), self.run_dir / "config.toml")
+            write_config_toml(cfg.to_dict(), self.run_dir / "config.toml", self.run_id)
             # the history up to this run's step (a resume drops what a killed run logged after its checkpoint)
             with ckpt_io.atomic_path(self.run_dir / "metrics.jsonl", overwrite=True) as tmp:
                 tmp.write_text("".join(json.dumps(rec) + "\n" for rec in self.metrics))
@@ -1080,7 +1144,11 @@ def resume(target: str, overrides: dict) -> Path:
 
     `overrides` may set steps or epochs (the new total), lr_horizon (a new end for a linear schedule), device,
     sample_every, ckpt_every, keep, log_every, compile, amp, cuda_graphs, sync_bn (how the run executes; the
-    number of processes may change too).
+    number of processes may change too), and out: a new or empty folder to continue the run in.
+
+    Without `out` the run continues in its own run folder: the one holding the checkpoint (RUN/checkpoints/),
+    else the run's saved `out`, and only where that folder's config.toml is the one gantools wrote for this
+    run; any other folder is refused (gantools writes nothing into a folder it did not make for the run).
     """
     distributed.join()  # with several processes rank 0 checks and locks the folder, all ranks read the checkpoint
     path = Path(target)
@@ -1088,23 +1156,54 @@ def resume(target: str, overrides: dict) -> Path:
         distributed.on_main(lambda: _check_not_locked(path))  # a training that has not written a checkpoint yet is named too
         path = path / "checkpoints" / "last.pt"
     allowed = {"steps", "epochs", "lr_horizon", "device", "sample_every", "ckpt_every", "keep", "log_every", "compile",
-               "amp", "cuda_graphs", "sync_bn"}
+               "amp", "cuda_graphs", "sync_bn", "out"}
     bad = sorted(k for k, v in overrides.items() if v is not None and k not in allowed)
     if bad:
         raise UsageError(f"--resume: {', '.join('--' + b.replace('_', '-') for b in bad)} cannot change on resume")
     if overrides.get("steps") is not None and overrides.get("epochs") is not None:
         raise UsageError("--resume: give the new total as --steps or as --epochs, not both")
-    in_run = path.is_file() and path.resolve().parent.name == "checkpoints"
+    new_dir = Path(overrides["out"]) if overrides.get("out") else None
+    if new_dir is not None:  # before the checkpoint is read
+        def check_out() -> None:
+            _check_not_locked(new_dir)
+            _check_unused(new_dir)
+
+        distributed.on_main(check_out)
+    own_dir = path.resolve().parent.parent if path.is_file() and path.resolve().parent.name == "checkpoints" else None
+    in_run = new_dir is None and own_dir is not None and _folder_run_id(own_dir) is not None
+
+    def refuse(run_dir: Path) -> None:
+        what = "does not exist" if not run_dir.exists() else "holds no config.toml that gantools wrote for this run"
+        raise GantoolsError(f"--resume {target}: the run folder {run_dir} {what}; gantools writes only into "
+                            "its own run folder: continue the run in a new folder with --out NEWFOLDER")
+
     with contextlib.ExitStack() as held:
         if in_run:  # locked before reading: a training still running in the folder is refused
-            distributed.on_main(lambda: held.enter_context(run_lock(path.resolve().parent.parent)))
+            distributed.on_main(lambda: held.enter_context(run_lock(own_dir)))
         ck = ckpt_io.load_checkpoint(path)
         cfg = _resume_config(path, ck, overrides)
-        run_dir = path.resolve().parent.parent if in_run else Path(cfg.out or path.parent)
-        if not in_run:
+        if new_dir is not None:
+            run_dir = new_dir
+
             def claim() -> None:
                 run_dir.mkdir(parents=True, exist_ok=True)
                 held.enter_context(run_lock(run_dir))
+                _check_unused(run_dir)  # again under the lock
+
+            distributed.on_main(claim)
+        elif in_run:
+            run_dir = own_dir
+            if not distributed.on_main(lambda: _is_run_folder_of(run_dir, ck)):
+                distributed.on_main(lambda: refuse(run_dir))
+        else:  # a checkpoint outside a run folder: its run's folder (saved `out`, or the checkpoint's folder)
+            run_dir = Path(cfg.out or path.parent)
+
+            def claim() -> None:
+                if not run_dir.is_dir() or _folder_run_id(run_dir) is None:  # nothing created in a foreign folder
+                    refuse(run_dir)
+                held.enter_context(run_lock(run_dir))
+                if not _is_run_folder_of(run_dir, ck):
+                    refuse(run_dir)
 
             distributed.on_main(claim)
         return Trainer(cfg, resume=ck, run_dir=run_dir).run()

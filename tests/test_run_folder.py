@@ -186,3 +186,59 @@ def test_without_fcntl_training_runs_unlocked(tmp_path, monkeypatch):
     r = run_cli("train", "gan", "--data", "toy:ring", "--steps", "2", "--out", tmp_path / "run", *TINY)
     assert r.code == 0, r.err
     assert Path(r.text.strip()).is_file() and not (tmp_path / "run" / ".lock").exists()
+
+
+def test_resuming_a_lone_checkpoint_never_writes_into_a_users_folder(tmp_path, monkeypatch):
+    """A checkpoint copied out of a run whose out was run1, resumed where run1/ is the user's own folder:
+    refused in one line naming --out, the user's files untouched; --out NEWFOLDER continues the run there."""
+    monkeypatch.chdir(tmp_path)
+    r = run_cli("train", "gan", "--data", "toy:ring", "--steps", "2", "--lr-schedule", "constant", "--out", "run1", *TINY)
+    assert r.code == 0, r.err
+    proj = tmp_path / "userproj"
+    (proj / "run1").mkdir(parents=True)
+    os.replace("run1/checkpoints/last.pt", proj / "mymodel.pt")
+    users = {"config.toml": b"lr = 1\n", "metrics.jsonl": b"{}\n", "notes.txt": b"mine\n"}
+    for name, data in users.items():
+        (proj / "run1" / name).write_bytes(data)
+    (proj / "run1" / "checkpoints").mkdir()
+    (proj / "run1" / "checkpoints" / "step-000001.pt").write_bytes(b"users")
+    import shutil
+
+    shutil.copyfile(proj / "mymodel.pt", proj / "run1" / "checkpoints" / "mine.pt")
+    before = _snapshot(proj)
+    monkeypatch.chdir(proj)
+    for target in ("mymodel.pt", "run1/checkpoints/mine.pt"):
+        r = run_cli("train", "--resume", target, "--steps", "4")
+        assert r.code == 1 and r.err.count("\n") == 1 and "--out NEWFOLDER" in r.err, r.err
+    assert _snapshot(proj) == before and not (proj / "run1" / ".lock").exists()
+    # the checkpoint's own folder is not a run folder either (a run without --out)
+    (proj / "alone").mkdir()
+    ck = load_checkpoint(proj / "mymodel.pt")
+    ck["config"]["out"] = None
+    from gantools.checkpoint import save_checkpoint
+
+    save_checkpoint(ck, proj / "alone" / "m.pt")
+    r = run_cli("train", "--resume", "alone/m.pt", "--steps", "4")
+    assert r.code == 1 and "--out NEWFOLDER" in r.err and sorted(os.listdir(proj / "alone")) == ["m.pt"], r.err
+    # --out: a new folder for the run; later resumes continue there
+    r = run_cli("train", "--resume", "mymodel.pt", "--steps", "4", "--out", "cont")
+    assert r.code == 0, r.err
+    assert load_checkpoint(proj / "cont" / "checkpoints" / "last.pt")["step"] == 4
+    r = run_cli("train", "--resume", "cont", "--steps", "5")
+    assert r.code == 0 and load_checkpoint(proj / "cont" / "checkpoints" / "last.pt")["step"] == 5, r.err
+    r = run_cli("train", "--resume", "mymodel.pt", "--steps", "4", "--out", "run1")  # not a new folder
+    assert r.code == 2 and r.err.count("\n") == 1, r.err
+    assert _snapshot(proj / "run1") == {k[len("run1/"):]: v for k, v in before.items() if k.startswith("run1/")}
+
+
+def test_prune_removes_only_the_runs_own_checkpoints(tmp_path):
+    """A step-*.pt in the run's checkpoints/ that gantools did not write for the run is never pruned."""
+    run = tmp_path / "run"
+    r = run_cli("train", "gan", "--data", "toy:ring", "--steps", "2", "--ckpt-every", "1", "--keep", "1",
+                "--lr-schedule", "constant", "--out", run, *TINY)
+    assert r.code == 0, r.err
+    (run / "checkpoints" / "step-000000.pt").write_bytes(b"a user's file")
+    r = run_cli("train", "--resume", run, "--steps", "4", "--ckpt-every", "1", "--keep", "1")
+    assert r.code == 0, r.err
+    assert sorted(p.name for p in (run / "checkpoints").glob("step-*.pt")) == ["step-000000.pt", "step-000004.pt"]
+    assert (run / "checkpoints" / "step-000000.pt").read_bytes() == b"a user's file"

@@ -47,7 +47,7 @@ def train(
     seed: Optional[int] = typer.Option(None, help="Random seed [default: 0]."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N or mps [default: auto].",
                                          autocompletion=complete_devices),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder [default: runs/MODEL-DATA-NNN]."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder [default: runs/MODEL-DATA-NNN]. With --resume: a new or empty folder to continue the run in (needed where the checkpoint is not in its run's own folder)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with the same keys as these options; the command line wins.",
                                           autocompletion=complete_toml),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run: RUNDIR or a checkpoint (--steps or --epochs is the new total).",
