@@ -184,6 +184,28 @@ def test_same_seed_same_images_whatever_the_batch_size(tiny_dcgan):
     assert np.array_equal(one[2][0], za[0])
 
 
+def test_an_unconditional_models_samples_have_labels_minus_one_in_every_array_output(tiny_dcgan, cli, tmp_path):
+    """README: x.npz/x.h5 hold images, labels, z; without classes every label is -1, as in the stream's
+    meta.npz, and reading the file back gives an unlabelled set."""
+    from gantools.data.stream import read_stream
+
+    for name in ("x.npz", "x.h5"):
+        r = cli("sample", tiny_dcgan, "-n", "5", "--batch-size", "2", "-o", tmp_path / name)
+        assert r.code == 0, r.err
+        if name.endswith(".npz"):
+            with np.load(tmp_path / name) as f:
+                arrays = {k: f[k] for k in f.files}
+        else:
+            with h5py.File(tmp_path / name) as f:
+                arrays = {k: f[k][()] for k in f}
+        assert {"images", "labels", "z"} <= set(arrays), name
+        assert arrays["labels"].dtype == np.int64 and arrays["labels"].tolist() == [-1] * 5, name
+        assert open_source(str(tmp_path / name)).labels is None, name
+    r = cli("sample", tiny_dcgan, "-n", "5", "-o", "-")
+    meta = next(v for kind, v in read_stream(io.BytesIO(r.out), "<stdout>") if kind == "meta")
+    assert meta["labels"].tolist() == [-1] * 5
+
+
 def test_sample_on_a_terminal_without_o_asks_for_it(tiny_dcgan, cli):
     r = cli("sample", tiny_dcgan, "-n", "2", tty=True)
     assert r.code == 2 and "give -o" in r.err and r.out == b""

@@ -361,6 +361,8 @@ def _arrays_to_set(images: np.ndarray, labels: np.ndarray | None, source: str,
     t = torch.from_numpy(np.ascontiguousarray(images))
     t = _convert_tensor(t, resolution, channels)
     lab = None
+    if labels is not None and np.asarray(labels).dtype.kind == "i" and (np.asarray(labels) < 0).all():
+        labels = None  # -1 = none (an unconditional model's samples, as in the stream's meta.npz)
     if labels is not None:
         labels = np.asarray(labels).reshape(-1)
         if len(labels) != len(t):

@@ -101,7 +101,8 @@ class ImageWriter:
 
     def _gathered(self):
         images = np.concatenate([b[0] for b in self._batches])
-        labels = None if any(b[1] is None for b in self._batches) else np.concatenate([b[1] for b in self._batches])
+        # every image has a label: -1 where none (an unconditional model), as in the stream's meta.npz
+        labels = np.concatenate([np.full(len(b[0]), -1, np.int64) if b[1] is None else b[1] for b in self._batches])
         z = None if any(b[2] is None for b in self._batches) else np.concatenate([b[2] for b in self._batches])
         return images, labels, z
 
