@@ -14,6 +14,7 @@ import json
 import errno
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -34,11 +35,36 @@ def check_target(target: str | os.PathLike, overwrite: bool = False,
         if source not in (None, "-") and _same_file(target, source):
             raise GantoolsError(f"{target}: is an input of this command; write the output to another file "
                                 "(--overwrite never replaces an input)")
-    if target.is_dir():
+    check_parents(target)
+    try:
+        is_dir = target.is_dir()
+    except OSError as e:  # e.g. a name too long
+        raise cannot(target, e) from None
+    if is_dir:
         raise GantoolsError(f"{target}: is a folder; give a file name")
     if not overwrite and os.path.lexists(target):
         raise GantoolsError(f"{target} exists; give --overwrite to replace it")
     return target
+
+
+def check_parents(path: Path, shown: Path | None = None) -> None:
+    """Refuse, with one line naming `shown` (default `path`), a path whose nearest existing folder above is
+    a file (`out.png/x.png`, where out.png is a file): nothing could be created there."""
+    for parent in path.parents:
+        try:
+            st = os.stat(parent)
+        except (FileNotFoundError, NotADirectoryError):  # not there, or a file further up
+            continue
+        except OSError as e:
+            raise cannot(shown or path, e) from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise GantoolsError(f"{shown or path}: cannot create: {parent} is not a folder")
+        return
+
+
+def cannot(path: str | os.PathLike, e: OSError, doing: str = "cannot create") -> GantoolsError:
+    """An OSError met while writing `path` as one line: "PATH: cannot create: File name too long"."""
+    return GantoolsError(f"{path}: {doing}: {e.strerror or e}")
 
 
 @contextlib.contextmanager
@@ -52,8 +78,11 @@ def atomic_path(target: str | os.PathLike, overwrite: bool = False) -> Iterator[
     target = check_target(target, overwrite)
     made: list[Path] = []  # the temporary's name, recorded before the file exists (a Ctrl-C at any moment)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _temporary(target.parent, target.name, "tmp", made)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = _temporary(target.parent, target.name, "tmp", made)
+        except OSError as e:  # e.g. a folder that cannot be written (/proc)
+            raise cannot(target, e) from None
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         if overwrite:
@@ -126,12 +155,16 @@ class OutputFolder:
     def __init__(self, folder: str | os.PathLike, kind: str, overwrite: bool = False, create: bool = True):
         self.folder, self.kind = Path(folder), kind
         self._shown = self.folder if self.folder.name not in ("", "..") else self.folder.resolve()
-        self._created = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
-        if self.folder.exists() and not self.folder.is_dir():
-            raise GantoolsError(f"{self._shown}: exists and is not a folder")
-        self._overwrite = overwrite
-        self._ours, self._our_folders, self._others = (self._read_contents() if self.folder.exists()
-                                                       else ({}, set(), set()))
+        check_parents(self.folder, self._shown)
+        try:
+            self._created = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
+            if self.folder.exists() and not self.folder.is_dir():
+                raise GantoolsError(f"{self._shown}: exists and is not a folder")
+            self._overwrite = overwrite
+            self._ours, self._our_folders, self._others = (self._read_contents() if self.folder.exists()
+                                                           else ({}, set(), set()))
+        except OSError as e:  # e.g. a name too long, a folder that cannot be read
+            raise cannot(self._shown, e, "cannot read") from None
         self._subs: dict[str, OutputFolder] = {}  # subfolders of this run, by name
         self._new: dict[str, Path] = {}  # name -> its temporary
         self._temps: list[Path] = []  # every temporary made, removed at the end
@@ -145,7 +178,10 @@ class OutputFolder:
             raise GantoolsError(f"{self._shown}: holds {what} of an earlier gantools run; "
                                 "give --overwrite to replace them, or choose another folder")
         if create:  # create=False: only the refusals above, before any work (check_folder)
-            self.folder.mkdir(parents=True, exist_ok=True)
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:  # e.g. under /proc
+                raise cannot(self._shown, e) from None
 
     def _read_contents(self) -> tuple[dict[str, dict], set[str], set[str]]:
         """Split the folder's entries into gantools' own earlier files (per the manifest), its own earlier
@@ -258,7 +294,10 @@ class OutputFolder:
                 d.rmdir()  # only when empty
 
     def _temporary(self, name: str, tag: str = "tmp") -> Path:
-        return _temporary(self.folder, name, tag, self._temps)  # recorded before it exists
+        try:
+            return _temporary(self.folder, name, tag, self._temps)  # recorded before it exists
+        except OSError as e:
+            raise cannot(self.folder / name, e) from None
 
     def _remove_temporaries(self) -> None:
         for tmp in self._temps:

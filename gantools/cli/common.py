@@ -127,6 +127,11 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             raise typer.Exit(141) from None
+        except OSError as e:
+            if e.filename is None:  # not about a file the user named: a bug, shown in full
+                raise
+            # The last resort for a file the user named that no check caught (e.g. a name too long).
+            fail(f"{e.filename}: {e.strerror or e}")
 
     return wrapper
 

@@ -614,7 +614,7 @@ def _open_toy(name: str, resolution, channels):
 def _split_zip(spec: str) -> tuple[Path, str] | None:
     """`a/b.zip/inner/dir` -> (Path('a/b.zip'), 'inner/dir') when the zip exists."""
     m = re.match(r"^(.*?\.zip)(/.*)?$", spec, re.IGNORECASE)
-    if m and Path(m.group(1)).is_file():
+    if m and os.path.isfile(m.group(1)):  # (never raises: a name too long is no zip)
         return Path(m.group(1)), (m.group(2) or "").strip("/")
     return None
 
@@ -648,8 +648,12 @@ def open_source(
         path, inner = zipped
         return _open_files(_zip_items(path, inner), spec, resolution, channels, budget)
     path = Path(spec)
-    if not path.exists():
-        raise GantoolsError(f"{spec}: no such file or folder")
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise GantoolsError(f"{spec}: no such file or folder") from None
+    except OSError as e:  # e.g. a name too long
+        raise GantoolsError(f"{spec}: {e.strerror or e}") from None
     if path.is_dir():
         items = _folder_items(path)
         if not items:
