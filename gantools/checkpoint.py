@@ -121,6 +121,32 @@ def validate(ckpt: Any, path: str | os.PathLike = "<checkpoint>") -> None:
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
         raise GantoolsError(f"{path}: damaged gantools checkpoint (missing {', '.join(missing)})")
+    kinds = {"model": (str, "a name"), "hparams": (dict, "a table"), "data": (dict, "a table"), "state": (dict, "a table"),
+             "config": (dict, "a table"), "prior": (dict, "a table"), "phase": (dict, "a table"),
+             "optimizers": (dict, "a table"), "rng": (dict, "a table"), "networks": (list, "a list"),
+             "metrics": (list, "a list"), "step": (int, "an integer"), "generator": (str, "a name")}
+    for key, (kind, what) in kinds.items():
+        if key in ckpt and not (isinstance(ckpt[key], kind) and not isinstance(ckpt[key], bool)):
+            raise GantoolsError(f"{path}: damaged gantools checkpoint ({key} is {type(ckpt[key]).__name__}, not {what})")
+    _validate_hparams(ckpt, path)
+
+
+def _validate_hparams(ckpt: dict, path: str | os.PathLike) -> None:
+    """A registered model's hyper-parameters of the kinds and ranges its defaults declare (gantools.registry
+    ModelSpec.hparam_problem): one line naming the file, not a traceback when its networks are built."""
+    from gantools.registry import MODELS
+
+    try:
+        spec = MODELS.get(ckpt["model"])
+    except GantoolsError:  # an unknown model: the command that needs it says so
+        return
+    if spec.trainer != "gan":  # gantools impute reads and checks its own
+        return
+    for key, value in ckpt["hparams"].items():
+        problem = spec.hparam_problem(key, value)
+        if problem:
+            raise GantoolsError(f"{path}: damaged gantools checkpoint (hparams.{key} = {value!r}: model "
+                                f"{spec.name} {problem})")
 
 
 def summary(ckpt: dict) -> dict:

@@ -40,7 +40,11 @@ def load_generator(ckpt: dict, device: torch.device | str = "cpu", ema: bool = T
     if spec.trainer != "gan":
         raise UsageError(f"model {ckpt['model']!r} is not an image/vector generator (it is used by "
                          f"`gantools {'impute' if spec.trainer == 'gain' else spec.trainer}`)")
-    G = spec.build_generator(ckpt["hparams"], ckpt["data"])
+    try:
+        G = spec.build_generator(ckpt["hparams"], ckpt["data"])
+    except Exception as e:  # hyper-parameters or data spec the model cannot build: a damaged file, one line
+        raise GantoolsError(f"damaged checkpoint: its hyper-parameters and data do not build model {ckpt['model']!r} "
+                            f"({(str(e).strip() or type(e).__name__).splitlines()[0]})") from None
     name = ckpt.get("generator", "G")
     state = ckpt["state"].get(f"{name}_ema") if ema else None
     state = state if state is not None else ckpt["state"].get(name)

@@ -86,10 +86,33 @@ class ModelSpec:
     # recipes per loss: loss name -> defaults that replace those of `defaults` when training with that loss
     # (e.g. WGAN-GP's optimiser and critic), so that `--loss NAME` alone selects the recipe
     loss_defaults: dict = field(default_factory=dict)
+    # the least value of integer hyper-parameters where it is not 1 (e.g. 0 meaning "none"): an integer
+    # whose default is positive (a width, a size, a count of steps) is refused below 1 otherwise
+    hparam_min: dict = field(default_factory=dict)
 
     def defaults_for(self, loss: str | None) -> dict:
         """`defaults` with the recipe of `loss` over them."""
         return {**self.defaults, **self.loss_defaults.get(loss, {})}
+
+    def hparam_problem(self, key: str, value: Any) -> str | None:
+        """What is wrong with `value` for the model's hyper-parameter `key`, as "takes ... here (default D)",
+        or None (nothing, or `key` has no default): not of its default's type, or an integer below its least
+        value (`hparam_min`, else 1 where the default is positive)."""
+        if key not in self.defaults:
+            return None
+        want = self.defaults[key]
+        kinds = {bool: ((bool,), "true or false"), int: ((int,), "an integer"), float: ((int, float), "a number"),
+                 str: ((str,), "a word"), list: ((list, tuple), "a list"), tuple: ((list, tuple), "a list")}
+        ok, what = kinds.get(type(want), (None, ""))
+        if ok is None:
+            return None
+        if not isinstance(value, ok) or (isinstance(value, bool) and type(want) is not bool):
+            return f"takes {what} here (default {want!r})"
+        if type(want) is int:
+            least = self.hparam_min.get(key, 1 if want > 0 else None)
+            if least is not None and value < least:
+                return f"takes an integer >= {least} here (default {want!r})"
+        return None
 
 
 @dataclass(frozen=True)

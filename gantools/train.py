@@ -384,18 +384,16 @@ def declared_hparams(spec) -> dict:
 
 
 def _check_hparams(hparams: dict, spec) -> None:
-    """Refuse a hyper-parameter the model does not declare, or a value not of its default's type."""
+    """Refuse a hyper-parameter the model does not declare, a value not of its default's type, or an
+    integer out of its range (a width or size below 1: spec.hparam_problem)."""
     declared = declared_hparams(spec)
     for key, value in hparams.items():
         if key not in declared:
             known = ", ".join(sorted(declared)) or "none"
             raise UsageError(f"hyper-parameter {key!r}: model {spec.name} has no such setting (it has: {known})")
-        want = declared[key]
-        kinds = {bool: ((bool,), "true or false"), int: ((int,), "an integer"), float: ((int, float), "a number"),
-                 str: ((str,), "a word"), list: ((list, tuple), "a list")}
-        ok, what = kinds.get(type(want), (None, ""))
-        if ok is not None and (not isinstance(value, ok) or (isinstance(value, bool) and type(want) is not bool)):
-            raise UsageError(f"hyper-parameter {key} = {value!r}: model {spec.name} takes {what} here (default {want!r})")
+        problem = spec.hparam_problem(key, value)
+        if problem:
+            raise UsageError(f"hyper-parameter {key} = {value!r}: model {spec.name} {problem} (--set {key}=VALUE)")
 
 
 DEFAULT_STEPS = 5000  # the steps of a model whose registry defaults name none
@@ -524,7 +522,8 @@ class Trainer:
     samples, checkpoints, resume and signals.
     """
 
-    def __init__(self, cfg: TrainConfig, resume: dict | None = None, run_dir: Path | None = None):
+    def __init__(self, cfg: TrainConfig, resume: dict | None = None, run_dir: Path | None = None,
+                 source: str | None = None):
         spec = MODELS.get(cfg.model)
         if spec.trainer != "gan":
             raise UsageError(f"model {cfg.model!r} is trained by `gantools {spec.trainer if spec.trainer != 'gain' else 'impute'}`, not `train`")
@@ -556,11 +555,19 @@ class Trainer:
         # a resume rebuilds the networks the run trained, from the checkpoint's hyper-parameters: today's
         # registry defaults fill only a fresh run (a key an old checkpoint lacks keeps the model's old meaning)
         self.hparams = hp = dict(resume["hparams"]) if resume is not None else model_hparams(cfg, spec)
-        self.objective = obj = build_objective(spec, hp, self.data_spec, self.loss)
-        try:
+        try:  # a combination of hyper-parameters the model cannot build: one line naming them, no traceback
+            self.objective = obj = build_objective(spec, hp, self.data_spec, self.loss)
             self.nets = obj.build_networks()
-        except (ValueError, KeyError) as e:
-            raise UsageError(f"model {cfg.model}: {e}") from None
+        except GantoolsError:
+            raise
+        except Exception as e:
+            shown = ", ".join(f"{k}={v!r}" for k, v in hp.items() if k in declared_hparams(spec) or k == "z_dim")
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if resume is not None:
+                raise GantoolsError(f"{source or 'checkpoint'}: damaged checkpoint: its hyper-parameters "
+                                    f"({shown}) do not build model {cfg.model} ({first})") from None
+            raise UsageError(f"model {cfg.model}: cannot build its networks from the hyper-parameters "
+                             f"{shown} ({first}); change them with --set KEY=VALUE") from None
         if cfg.sync_bn and self.dist.world > 1:
             self.nets = {name: torch.nn.SyncBatchNorm.convert_sync_batchnorm(net) for name, net in self.nets.items()}
         self.channels_last = self.data.kind == "image" and self.device.type in ("cuda", "cpu")
@@ -1206,7 +1213,7 @@ def resume(target: str, overrides: dict) -> Path:
                     refuse(run_dir)
 
             distributed.on_main(claim)
-        return Trainer(cfg, resume=ck, run_dir=run_dir).run()
+        return Trainer(cfg, resume=ck, run_dir=run_dir, source=str(path)).run()
 
 
 def _resume_config(path: Path, ck: dict, overrides: dict) -> TrainConfig:

@@ -244,3 +244,33 @@ def test_sample_seed_of_a_version_1_checkpoint_is_what_it_was(tmp_path, cli, mod
     got = np.load(out)
     assert np.array_equal(got["z"], z)
     assert np.array_equal(got["images" if model == "dcgan" else "x"], np.asarray(want))
+
+
+@pytest.mark.parametrize("damage,needle", [
+    (lambda c: c["hparams"].update(z_dim="abc"), "hparams.z_dim = 'abc'"),
+    (lambda c: c["hparams"].update(ngf=0), "hparams.ngf = 0"),
+    (lambda c: c.update(data=[1, 2]), "data is list"),
+    (lambda c: c.update(hparams="x"), "hparams is str"),
+    (lambda c: c.update(state=None), "state is NoneType"),
+    (lambda c: c.update(model=3), "model is int"),
+    (lambda c: c.update(config=5), "config is int"),
+])
+def test_a_damaged_checkpoint_is_one_line_naming_it(tiny_dcgan, tmp_path, cli, damage, needle):
+    c = ck.load_checkpoint(tiny_dcgan)
+    damage(c)
+    p = tmp_path / "damaged.pt"
+    torch.save(c, p)
+    for args in (["info", p], ["info", "--json", p], ["sample", p, "-n", "2", "-o", tmp_path / "x.npz"]):
+        r = cli(*args)
+        assert r.code == 1 and r.err.count("\n") == 1 and "damaged.pt" in r.err and needle in r.err, (args, r.err)
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_a_checkpoint_whose_generator_cannot_be_built_is_one_line(tiny_dcgan, tmp_path, cli):
+    c = ck.load_checkpoint(tiny_dcgan)
+    c["data"]["channels"] = "three"
+    p = tmp_path / "damaged.pt"
+    torch.save(c, p)
+    r = cli("sample", p, "-n", "2", "-o", tmp_path / "x.npz")
+    assert r.code == 1 and r.err.count("\n") == 1 and "damaged checkpoint" in r.err, r.err
+    assert not (tmp_path / "x.npz").exists()

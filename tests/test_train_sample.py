@@ -400,3 +400,26 @@ def test_a_model_may_restrict_the_update_schemes():
     with pytest.raises(UsageError, match="--updates simultaneous: model dcgan trains with alternating updates"):
         _resolve(TrainConfig(model="dcgan", data="toy:shapes"), spec)  # dcgan's default is simultaneous
     assert _resolve(TrainConfig(model="dcgan", data="toy:shapes", updates="alternating"), spec).updates == "alternating"
+
+
+@pytest.mark.parametrize("setting,needle", [
+    ("ngf=-3", "hyper-parameter ngf = -3: model dcgan takes an integer >= 1"),
+    ("ngf=0", "hyper-parameter ngf = 0: model dcgan takes an integer >= 1"),
+    ("ndf=0", "hyper-parameter ndf = 0: model dcgan takes an integer >= 1"),
+    ("minibatch_std=-1", "hyper-parameter minibatch_std = -1: model dcgan takes an integer >= 0"),
+])
+def test_non_positive_widths_are_refused_before_any_work(cli, tmp_path, setting, needle):
+    for extra in ([], ["--dry-run"]):
+        r = cli("train", "dcgan", "--data", "toy:shapes", "--steps", "2", "--set", setting, "-o", tmp_path / "run",
+                "--device", "cpu", *extra)
+        assert r.code == 2 and r.err.count("\n") == 1 and needle in r.err and "--set" in r.err, r.err
+        assert not (tmp_path / "run").exists()
+
+
+def test_a_model_may_allow_zero_and_unbuildable_settings_are_one_line(cli, tmp_path):
+    assert cli("train", "sagan", "--data", "toy:shapes", "--set", "attention=0", "--dry-run").code == 0
+    assert cli("train", "infogan", "--data", "toy:shapes", "--set", "cont_codes=0", "--dry-run").code == 0
+    r = cli("train", "infogan", "--data", "toy:shapes", "--steps", "1", "-b", "16", "--set", "cat_codes=[1]",
+            "--set", "ngf=8", "--set", "ndf=8", "--set", "hidden=8", "-o", tmp_path / "run", "--device", "cpu")
+    assert r.code == 2 and r.err.count("\n") == 1 and "cat_codes=[1]" in r.err and "--set" in r.err, r.err
+    assert not (tmp_path / "run").exists()

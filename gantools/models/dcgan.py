@@ -172,4 +172,5 @@ register_model(ModelSpec(
               "batch_size": 64, "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999], "steps": 5000,
               # G and D from one forward pass of D on the fakes, as PyTorch-GAN's dcgan.py: ~9% less work
               "updates": "simultaneous"},
+    hparam_min={"minibatch_std": 0},  # 0: no minibatch standard deviation
 ))

@@ -231,4 +231,5 @@ register_model(ModelSpec(
     defaults={"z_dim": 62, "noise": "uniform", "cat_codes": [10], "cont_codes": 2, "lambda_cat": 1.0, "lambda_cont": 0.1,
               "ngf": 64, "ndf": 64, "hidden": 1024, "d_norm": "auto", "batch_size": 64, "lr_g": 1e-3,
               "lr_d": 2e-4, "betas": [0.5, 0.999], "steps": 10000, "updates": "alternating"},
+    hparam_min={"cont_codes": 0},  # no continuous codes
 ))

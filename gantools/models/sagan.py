@@ -23,7 +23,7 @@ def _common(conditional: bool) -> dict:
     return dict(data_kind="image", build_generator=partial(build_generator, conditional=conditional),
                 build_discriminator=partial(build_discriminator, conditional=conditional),
                 conditional=conditional, default_loss="hinge", resolutions=RESOLUTIONS, defaults=DEFAULTS,
-                loss_defaults=LOSS_RECIPES)
+                loss_defaults=LOSS_RECIPES, hparam_min={"attention": 0})  # attention 0: none
 
 
 # two literal entries (not a loop): `gantools.cli.names` reads the names for completion without importing torch
