@@ -357,6 +357,15 @@ def _unique(name: str, used: set[str]) -> str:
     return candidate
 
 
+def original_source(data: LabelledImages, files: list | None, i: int) -> str:
+    """The manifest's `source` of original i: its file (PATH, or ZIP/MEMBER) when DATA is a folder or zip of
+    image files, else DATA#ROW (an array file, IDX, or the stream: `<stdin>#ROW`)."""
+    if files is None:
+        return f"{data.source}#{i}"
+    path, member = files[i]
+    return f"{path}/{member}" if member else path
+
+
 def generated_name(i: int) -> str:
     """A generated image's file name in a class folder: nobody takes gen-000001.png for a real photo."""
     return f"gen-{i:06d}.png"
@@ -391,12 +400,12 @@ def write_folder(out: str, data: LabelledImages, files: list | None, gen_images:
                     if files is None:
                         name = _unique(f"{i:06d}.png", used)
                         folder.path(name).write_bytes(encode_png(_hwc(data.images[i:i + 1])[0]))
-                        source = f"{data.source}#{i}"
+                        source = original_source(data, None, i)
                     else:
                         path, member = files[i]
                         name = _unique(os.path.basename(member or path), used)
                         _copy_original(path, member, folder.path(name))
-                        source = f"{path}/{member}" if member else path
+                        source = original_source(data, files, i)
                     rows.append({"image": f"{cname}/{name}", "class": cname, "label": k, "generated": 0,
                                  "source": source})
             mine = np.flatnonzero(gen_labels == k)
@@ -437,9 +446,10 @@ def _write_manifest(rows: list[dict], path: Path) -> None:
 
 
 def write_arrays(out: str, data: LabelledImages, gen_images: torch.Tensor, gen_labels: np.ndarray,
-                 only_generated: bool, overwrite: bool, stdout=None) -> list[dict]:
+                 only_generated: bool, overwrite: bool, stdout=None, files: list | None = None) -> list[dict]:
     """OUT as .npz/.h5 (uint8 NHWC 'images', int64 'labels', bool 'generated', 'class_names') or the image
-    stream: originals first, in DATA's order, then the generated images class by class."""
+    stream: originals first, in DATA's order, then the generated images class by class. `files`: DATA's
+    per-row files (ImageSet.files), for the manifest's `source`."""
     from gantools.data.writers import ImageWriter
 
     real = 0 if only_generated else len(data.labels)
@@ -454,7 +464,7 @@ def write_arrays(out: str, data: LabelledImages, gen_images: torch.Tensor, gen_l
         if len(gen_labels):
             writer.write(_hwc(gen_images), gen_labels)
     return [{"image": f"{i:06d}.png" if kind == "stream" else str(i), "class": data.class_names[k], "label": int(k), "generated": int(g),
-             "source": f"{data.source}#{i}" if not g else ""}
+             "source": original_source(data, files, i) if not g else ""}
             for i, (k, g) in enumerate(zip(labels.tolist(), generated.tolist()))]
 
 
@@ -483,7 +493,7 @@ def balance(data: str, out: str, target: str = "max", training: Training | None 
     targets = parse_target(target, counts, images.class_names)
     if only_generated and targets == counts:
         raise UsageError(f"--only-generated: nothing to generate, every class already has --target {target}")
-    files = ds.files if kind == "folder" and not only_generated else None
+    files = ds.files  # a folder or zip's per-image files (None for an array file or the stream)
     ck = obtain_balancer(images, data, training, checkpoint=checkpoint, save_model=save_model,
                          overwrite=overwrite, seed=seed, device=device)
     info(f"balance: {images.source}: {len(images.labels)} images in {len(counts)} classes; generating "
@@ -498,10 +508,10 @@ def balance(data: str, out: str, target: str = "max", training: Training | None 
             from gantools.fsutil import atomic_path
 
             with atomic_path(manifest, overwrite) as tmp:
-                rows = write_arrays(out, images, gen_images, gen_labels, only_generated, overwrite, stdout)
+                rows = write_arrays(out, images, gen_images, gen_labels, only_generated, overwrite, stdout, files)
                 _write_manifest(rows, tmp)
         else:
-            rows = write_arrays(out, images, gen_images, gen_labels, only_generated, overwrite, stdout)
+            rows = write_arrays(out, images, gen_images, gen_labels, only_generated, overwrite, stdout, files)
     real = [0] * len(counts) if only_generated else counts
     made = [t - c for c, t in zip(counts, targets)]
     return {

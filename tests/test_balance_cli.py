@@ -482,3 +482,30 @@ def test_the_tables_show_class_names_and_paths_as_written(capsys):
     out = capsys.readouterr().out
     assert "out[1]" in out and "test: t[est]" in out
     assert out.count("[b]bold[/b]") == 4  # the summary, both evaluation tables and the minority line
+
+
+def test_the_manifest_source_is_the_originals_file_or_the_array_files_row(skewed, tmp_path):
+    """README: `source` is the original's file when DATA is a folder or zip of files, FILE#ROW for an array
+    file, whatever OUT is."""
+    from PIL import Image
+
+    for out in (tmp_path / "t.npz", "-"):
+        manifest = tmp_path / f"m{len(str(out))}.csv"
+        r = run_cli("balance", skewed["tree"], "-o", out, "--model", skewed["ckpt"], "--manifest", manifest)
+        assert r.code == 0, r.err
+        rows = _manifest(manifest)
+        real = [row for row in rows if row["generated"] == "0"]
+        assert len(real) == sum(COUNTS) and all(row["source"] == "" for row in rows if row["generated"] == "1")
+        for row in real:
+            path = Path(row["source"])
+            assert path.is_file() and path.parent.name == row["class"] and path.parent.parent == skewed["tree"], row
+        if out != "-":
+            with np.load(out) as f:
+                images = f["images"]
+            for k, row in enumerate(rows[:len(real)]):
+                assert np.array_equal(np.asarray(Image.open(row["source"])), images[k])
+    manifest = tmp_path / "a.csv"
+    r = run_cli("balance", skewed["npz"], "-o", tmp_path / "a.npz", "--model", skewed["ckpt"], "--manifest", manifest)
+    assert r.code == 0, r.err
+    real = [row["source"] for row in _manifest(manifest) if row["generated"] == "0"]
+    assert real == [f"{skewed['npz']}#{i}" for i in range(sum(COUNTS))]
