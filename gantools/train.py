@@ -414,6 +414,10 @@ def _resolve(cfg: TrainConfig, spec, data_len: int | None = None) -> TrainConfig
     check_choices(cfg.to_dict())
     if cfg.steps is not None and cfg.epochs is not None:
         raise UsageError("--steps and --epochs: give the run's length one way, not both")
+    if spec.trainer != "gan":
+        raise UsageError(f"model {spec.name!r} is trained by `gantools {spec.trainer if spec.trainer != 'gain' else 'impute'}`, not `train`")
+    if cfg.resolution is not None and spec.data_kind == "image" and spec.resolutions and cfg.resolution not in spec.resolutions:
+        raise UsageError(f"--resolution {cfg.resolution}: {spec.name} supports {', '.join(map(str, spec.resolutions))}")
     if cfg.loss is None:
         cfg.loss = spec.default_loss
     d = spec.defaults_for(cfg.loss)

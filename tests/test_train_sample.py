@@ -423,3 +423,20 @@ def test_a_model_may_allow_zero_and_unbuildable_settings_are_one_line(cli, tmp_p
             "--set", "ngf=8", "--set", "ndf=8", "--set", "hidden=8", "-o", tmp_path / "run", "--device", "cpu")
     assert r.code == 2 and r.err.count("\n") == 1 and "cat_codes=[1]" in r.err and "--set" in r.err, r.err
     assert not (tmp_path / "run").exists()
+
+
+def test_dry_run_refuses_what_the_run_refuses_before_training(cli, tmp_path):
+    """--dry-run applies the run's checks that need no data: a resolution the model lacks, a model that
+    `train` does not train, a used --out."""
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "notes.txt").write_text("mine")
+    for args, needle in ((["dcgan", "--resolution", "33"], "--resolution 33: dcgan supports 32, 64, 128"),
+                         (["gain"], "is trained by `gantools impute`"),
+                         (["dcgan", "--out", used], "folder is not empty")):
+        for extra in (["--dry-run"], ["--steps", "1", "--device", "cpu", "--set", "ngf=8", "--set", "ndf=8"]):
+            if args[0] == "gain" and "--set" in extra:
+                extra = extra[:4]
+            r = cli("train", *args, "--data", "toy:shapes", *extra)
+            assert r.code == 2 and r.err.count("\n") == 1 and needle in r.err, (args, extra, r.err)
+    assert os.listdir(used) == ["notes.txt"]

@@ -193,6 +193,11 @@ def _print_dry_run(cfg) -> None:
 
     spec = MODELS.get(cfg.model)
     cfg = _resolve(cfg, spec)  # without the data: steps stay unknown when given as --epochs
+    if cfg.out:  # the run's refusal of a used --out (reads only)
+        from gantools.train import _check_not_locked, _check_unused
+
+        _check_not_locked(Path(cfg.out))
+        _check_unused(Path(cfg.out))
     recipe = spec.defaults_for(cfg.loss)  # the model's defaults under the run's loss
     cfg.hparams = {**{k: recipe[k] for k in declared_hparams(spec)}, **cfg.hparams}
     cfg.out = cfg.out or str(default_run_dir(cfg.model, cfg.data))
