@@ -91,6 +91,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
         raise GantoolsError(f"{path}: no such checkpoint file")
     if not zipfile.is_zipfile(path):
         raise GantoolsError(f"{path}: not a gantools checkpoint (not a torch zip archive)")
+    _check_crcs(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -106,6 +107,22 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
         raise GantoolsError(f"{path}: not a readable checkpoint ({first})") from None
     validate(ckpt, path)
     return upgrade(ckpt)
+
+
+def _check_crcs(path: Path) -> None:
+    """Refuse a damaged file: torch.load does not check the zip's CRC-32s, so a flipped bit in the weights
+    would load silently. Reading every member to check them costs about as much as reading the file."""
+    import zlib
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise GantoolsError(f"{path}: damaged checkpoint file ({first})") from None
+    if bad is not None:
+        raise GantoolsError(f"{path}: damaged checkpoint file (member {bad} fails its CRC check); "
+                            "use another copy or checkpoint")
 
 
 def validate(ckpt: Any, path: str | os.PathLike = "<checkpoint>") -> None:

@@ -274,3 +274,22 @@ def test_a_checkpoint_whose_generator_cannot_be_built_is_one_line(tiny_dcgan, tm
     r = cli("sample", p, "-n", "2", "-o", tmp_path / "x.npz")
     assert r.code == 1 and r.err.count("\n") == 1 and "damaged checkpoint" in r.err, r.err
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_a_bit_flipped_checkpoint_is_refused_with_one_line_naming_it(tiny_dcgan, tmp_path, cli):
+    import zipfile
+
+    data = bytearray(Path(tiny_dcgan).read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 2000] = bytes(b ^ 0xFF for b in data[mid:mid + 2000])  # 2,000 bytes inverted mid-file
+    p = tmp_path / "flipped.pt"
+    p.write_bytes(bytes(data))
+    with zipfile.ZipFile(p) as zf:
+        assert zf.testzip() is not None  # the damage is in a member's data: its CRC no longer matches
+    for args in (["info", p], ["sample", p, "-n", "2", "-o", tmp_path / "x.npz"],
+                 ["interpolate", p, "--steps", "2", "-o", tmp_path / "y.npz"]):
+        r = cli(*args)
+        assert r.code == 1 and r.err.count("\n") == 1 and "flipped.pt" in r.err and "damaged" in r.err, (args, r.err)
+    assert not (tmp_path / "x.npz").exists() and not (tmp_path / "y.npz").exists()
+    with pytest.raises(GantoolsError, match="CRC"):
+        ck.load_checkpoint(p)
