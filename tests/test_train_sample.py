@@ -440,3 +440,21 @@ def test_dry_run_refuses_what_the_run_refuses_before_training(cli, tmp_path):
             r = cli("train", *args, "--data", "toy:shapes", *extra)
             assert r.code == 2 and r.err.count("\n") == 1 and needle in r.err, (args, extra, r.err)
     assert os.listdir(used) == ["notes.txt"]
+
+
+def test_help_states_no_default_a_model_contradicts(cli):
+    """--betas, --n-critic, --lr-g and --lr-d come from the model's recipe (e.g. betas 0.0,0.9 for sngan, 0.5,0.9
+    for bagan-gp; n_critic 5 for sngan's hinge): the help names no one value, and points at --dry-run."""
+    from gantools.registry import MODELS
+
+    r = cli("train", "--help")
+    text = " ".join(r.text.split())
+    assert "0.5,0.999" not in text and "[default: 5 for wgan-gp and ns-gp, else 1]" not in text
+    assert text.count("see --dry-run]") >= 4
+    seen = set()
+    for name in MODELS.names():
+        if MODELS.get(name).trainer != "gan":
+            continue
+        shown = _toml(cli("train", name, "--data", "toy:shapes", "--dry-run").text)
+        seen.add((tuple(shown["betas"]), shown["n_critic"]))
+    assert len(seen) > 1  # the defaults differ between models: no single value is true
