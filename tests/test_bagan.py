@@ -175,6 +175,8 @@ def test_small_classes_are_shrunk_with_one_warning_and_a_single_image_is_refused
     prior.fit_codes(codes, labels)
     err = capsys.readouterr().err
     assert err.count("warning") == 1 and "class 1 (5), 2 (5)" in err
+    prior.fit_codes(codes, labels, ["cat", "dog", "fox"])  # the data spec's names, when the prior is given them
+    assert "class dog (5), fox (5) has at most z_dim" in capsys.readouterr().err
     tril = prior.tensors["scale_tril"]
     assert torch.linalg.eigvalsh(tril[1] @ tril[1].T).min() > 0  # 5 codes in 8 dimensions: regularised
     assert torch.allclose(tril[0] @ tril[0].T, torch.cov(codes[:30].T), atol=1e-4)  # enough codes: as measured

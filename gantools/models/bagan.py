@@ -140,17 +140,20 @@ class ClassGaussians(GaussianPrior):
                                 f"class; too few in class {', '.join(small)}")
 
     @torch.no_grad()
-    def fit_codes(self, codes: torch.Tensor, labels: torch.Tensor) -> None:
-        """Per class, the mean and the (shrunk where singular) covariance of the encoder's codes."""
+    def fit_codes(self, codes: torch.Tensor, labels: torch.Tensor, class_names: list[str] | None = None) -> None:
+        """Per class, the mean and the (shrunk where singular) covariance of the encoder's codes. The warning
+        names the classes by `class_names` (the data spec's) when given, else by index."""
         codes, labels = codes.double().cpu(), labels.cpu().long()
         d = codes.shape[1]
         means, factors, shrunk = [], [], []
-        for k in range(len(self.tensors["mean"])):
+        count = len(self.tensors["mean"])
+        names = [str(n) for n in class_names] if class_names and len(class_names) == count else list(map(str, range(count)))
+        for k in range(count):
             x = codes[labels == k]
             cov = torch.cov(x.T, correction=1)
             if len(x) <= d:
                 cov = _ledoit_wolf(x)
-                shrunk.append(f"{k} ({len(x)})")
+                shrunk.append(f"{names[k]} ({len(x)})")
             jitter = 1e-6 * cov.diagonal().mean().clamp_min(1e-12)
             means.append(x.mean(0))
             factors.append(torch.linalg.cholesky(cov + jitter * torch.eye(d, dtype=cov.dtype)))
@@ -239,7 +242,7 @@ class AutoencoderInit(GANObjective):
         E.eval()
         codes, labels = zip(*((E(x).float(), y) for x, y in batches))
         E.train(was_training)
-        prior.fit_codes(torch.cat(codes), torch.cat(labels))
+        prior.fit_codes(torch.cat(codes), torch.cat(labels), self.data.get("class_names"))
         nets["D"].trunk.load_state_dict(E.trunk.state_dict())
 
 
