@@ -508,6 +508,38 @@ def _load_data(cfg: TrainConfig, spec):
     return _fit_resolution(ds, spec, cfg)
 
 
+def _check_world(cfg: TrainConfig, world: int, device: torch.device) -> None:
+    """With several processes the global batch must split evenly over them; --sync-bn needs CUDA."""
+    if world > 1 and cfg.batch_size % world:
+        raise UsageError(f"--batch-size {cfg.batch_size}: the global batch is split over {world} processes; "
+                         f"give a multiple of {world}")
+    if world > 1 and cfg.sync_bn and device.type != "cuda":
+        raise UsageError("--sync-bn: torch's SyncBatchNorm runs on CUDA only; on the CPU each process "
+                         "normalises its own rows (leave --sync-bn out)")
+
+
+def check_launch(cfg: TrainConfig | None, world: int, resume_target: str | None = None,
+                 overrides: dict | None = None) -> None:
+    """Before `--nproc N` starts its processes: the checks a run makes before reading its data (the config's
+    resolution, the batch's split over `world` processes, --sync-bn's device, a used --out; for a resume
+    the overrides and the checkpoint's config), so that a bad command is refused once, at once."""
+    if resume_target is not None:
+        _check_resume_overrides(overrides)
+        path = Path(resume_target)
+        path = path / "checkpoints" / "last.pt" if path.is_dir() else path
+        cfg = _resume_config(path, ckpt_io.load_checkpoint(path), overrides)
+        if overrides.get("out"):
+            _check_not_locked(Path(overrides["out"]))
+            _check_unused(Path(overrides["out"]))
+    else:
+        cfg = dataclasses.replace(cfg, hparams=dict(cfg.hparams))
+        if cfg.out:
+            _check_not_locked(Path(cfg.out))
+            _check_unused(Path(cfg.out))
+    cfg = _resolve(cfg, MODELS.get(cfg.model))
+    _check_world(cfg, world, resolve_device(cfg.device))
+
+
 def ema_beta(step: int, decay: float, rampup: float) -> float:
     """The EMA's weight on its old value in the update after G's `step`-th step (1, 2, ...): the half-life
     of `decay` (ln 0.5 / ln decay steps) until it exceeds `rampup` * step, which it is while warming up
@@ -640,14 +672,7 @@ class Trainer:
     # ------------------------------------------------------------------ state
 
     def _check_distributed(self) -> None:
-        """With several processes the global batch must split evenly over them; --sync-bn needs CUDA."""
-        world, cfg = self.dist.world, self.cfg
-        if world > 1 and cfg.batch_size % world:
-            raise UsageError(f"--batch-size {cfg.batch_size}: the global batch is split over {world} processes; "
-                             f"give a multiple of {world}")
-        if world > 1 and cfg.sync_bn and self.device.type != "cuda":
-            raise UsageError("--sync-bn: torch's SyncBatchNorm runs on CUDA only; on the CPU each process "
-                             "normalises its own rows (leave --sync-bn out)")
+        _check_world(self.cfg, self.dist.world, self.device)
 
     def _check_same_data(self, saved: dict) -> None:
         for key in ("kind", "channels", "resolution", "dim", "num_classes"):
@@ -1166,13 +1191,7 @@ def resume(target: str, overrides: dict) -> Path:
     if path.is_dir():
         distributed.on_main(lambda: _check_not_locked(path))  # a training that has not written a checkpoint yet is named too
         path = path / "checkpoints" / "last.pt"
-    allowed = {"steps", "epochs", "lr_horizon", "device", "sample_every", "ckpt_every", "keep", "log_every", "compile",
-               "amp", "cuda_graphs", "sync_bn", "out"}
-    bad = sorted(k for k, v in overrides.items() if v is not None and k not in allowed)
-    if bad:
-        raise UsageError(f"--resume: {', '.join('--' + b.replace('_', '-') for b in bad)} cannot change on resume")
-    if overrides.get("steps") is not None and overrides.get("epochs") is not None:
-        raise UsageError("--resume: give the new total as --steps or as --epochs, not both")
+    _check_resume_overrides(overrides)
     new_dir = Path(overrides["out"]) if overrides.get("out") else None
     if new_dir is not None:  # before the checkpoint is read
         def check_out() -> None:
@@ -1218,6 +1237,16 @@ def resume(target: str, overrides: dict) -> Path:
 
             distributed.on_main(claim)
         return Trainer(cfg, resume=ck, run_dir=run_dir, source=str(path)).run()
+
+
+def _check_resume_overrides(overrides: dict) -> None:
+    allowed = {"steps", "epochs", "lr_horizon", "device", "sample_every", "ckpt_every", "keep", "log_every", "compile",
+               "amp", "cuda_graphs", "sync_bn", "out"}
+    bad = sorted(k for k, v in overrides.items() if v is not None and k not in allowed)
+    if bad:
+        raise UsageError(f"--resume: {', '.join('--' + b.replace('_', '-') for b in bad)} cannot change on resume")
+    if overrides.get("steps") is not None and overrides.get("epochs") is not None:
+        raise UsageError("--resume: give the new total as --steps or as --epochs, not both")
 
 
 def _resume_config(path: Path, ck: dict, overrides: dict) -> TrainConfig:

@@ -85,15 +85,20 @@ def train(
     from gantools import distributed
     from gantools.errors import UsageError
 
+    launch = False
     if nproc is not None and not dry_run:
         if distributed.launched():
             if nproc != distributed.world_size():
                 raise UsageError(f"--nproc {nproc}: this is one of {distributed.world_size()} processes started by "
                                  "torchrun; leave --nproc out under torchrun")
-        elif nproc > 1:  # the same command again, in nproc processes
-            import sys
+        else:  # nproc > 1: the same command again, in nproc processes, once it passes the checks below
+            launch = nproc > 1
 
-            raise typer.Exit(distributed.launch(nproc, _without_nproc(sys.argv[1:])))
+    def start_processes() -> None:
+        import sys
+
+        raise typer.Exit(distributed.launch(nproc, _without_nproc(sys.argv[1:])))
+
     options = dict(model=model, data=data, steps=steps, epochs=epochs, batch_size=batch_size, lr_g=lr_g,
                    lr_d=lr_d, betas=_parse_betas(betas), n_critic=n_critic, loss=loss, z_dim=z_dim, ema=ema,
                    ema_decay=ema_decay, ema_rampup=ema_rampup, seed=seed, device=device, out=str(out) if out else None,
@@ -113,6 +118,11 @@ def train(
         given = {k: v for k, v in options.items() if v is not None and k not in ("model",)}
         if model is not None:
             given["model"] = model
+        if launch:
+            from gantools.train import check_launch
+
+            check_launch(None, nproc, str(resume), given)
+            start_processes()
         path = resume_run(str(resume), given)
         if path is not None:  # rank 0 (the others return None)
             print(path)
@@ -133,6 +143,11 @@ def train(
     if dry_run:
         _print_dry_run(cfg)
         return
+    if launch:
+        from gantools.train import check_launch
+
+        check_launch(cfg, nproc)
+        start_processes()
     from gantools.train import train as train_run
 
     path = train_run(cfg)
