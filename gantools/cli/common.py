@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 import typing
 from typing import Any, Callable
@@ -105,6 +106,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ctx = _current_context()
+        restore_sigterm = _sigterm_as_ctrl_c()
         try:
             if ctx is not None:
                 check_ranges(ctx.command, kwargs)
@@ -132,8 +134,26 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             # The last resort for a file the user named that no check caught (e.g. a name too long).
             fail(f"{e.filename}: {e.strerror or e}")
+        finally:
+            restore_sigterm()
 
     return wrapper
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm_as_ctrl_c() -> Callable[[], Any]:
+    """Make SIGTERM (`kill`, a job scheduler, a container stopping) stop the command as Ctrl-C does: the same
+    cleanup of temporary files, one line and exit 130 (train installs its own handler: it saves first).
+    Returns a function that restores the earlier handler."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # signals can be set only there
+        return lambda: None
+    old = signal.signal(signal.SIGTERM, _raise_interrupt)
+    return lambda: signal.signal(signal.SIGTERM, old if old is not None else signal.SIG_DFL)
 
 
 def stdout_binary():
