@@ -666,6 +666,8 @@ class Trainer:
         self.log_names: list[str] = []
 
         self.run_dir = Path(run_dir) if run_dir else None  # train() and resume() claim and lock it
+        self.written: set[Path] = set()  # the files this training wrote into the run folder (rank 0)
+        self.saved_any = False  # whether it wrote a step checkpoint
         # the run's identity, kept across resumes: in config.toml's first line and in every checkpoint
         self.run_id = (resume.get("run_id") if resume is not None else None) or uuid.uuid4().hex
 
@@ -730,6 +732,7 @@ class Trainer:
             return None
         path = self.run_dir / "checkpoints" / f"step-{self.step:06d}.pt"
         ckpt_io.save_checkpoint(self.checkpoint(), path, overwrite=True)  # a resume may redo a step
+        self.saved_any = True
         _publish_last(path)
         _prune(path, self.cfg.keep, self.run_id)
         return path
@@ -1019,6 +1022,7 @@ class Trainer:
         G.train(was_training)
         path = self.run_dir / "samples" / f"step-{self.step:06d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.written.add(path)
         from PIL import Image
 
         with ckpt_io.atomic_path(path, overwrite=True) as tmp:
@@ -1044,6 +1048,7 @@ class Trainer:
         self._metrics_file.write(json.dumps(rec) + "\n")
         self._metrics_file.flush()
         if better:
+            self.written.add(self.run_dir / "checkpoints" / "best.pt")
             ckpt_io.save_checkpoint(self.checkpoint(), self.run_dir / "checkpoints" / "best.pt", overwrite=True)
         info(f"step {self.step}: {self.cfg.eval_metric} {value:.3f} (best {ev.best:.3f} at step {ev.best_step}); "
              f"evaluation took {seconds:.1f} s")
@@ -1074,6 +1079,7 @@ class Trainer:
         cfg = self.cfg
         total = self.total_steps
         if self.dist.main:  # rank 0 alone writes the run folder; the other ranks log into nothing
+            self.written.update(self.run_dir / name for name in ("config.toml", "metrics.jsonl"))
             (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
             write_config_toml(cfg.to_dict(), self.run_dir / "config.toml", self.run_id)
             # the history up to this run's step (a resume drops what a killed run logged after its checkpoint)
@@ -1165,14 +1171,44 @@ def train(cfg: TrainConfig) -> Path | None:
         distributed.on_main(check_out)
     trainer = Trainer(cfg)
     with contextlib.ExitStack() as held:
+        created: list[Path] = []  # what the claim made: the folder and/or its .lock
+
         def claim() -> str:
+            existed = bool(cfg.out) and Path(cfg.out).exists()
             run_dir = _claim_run_dir(cfg)
+            created.extend([run_dir] if not existed else [])
+            created.extend([run_dir / LOCK_FILE] if not (run_dir / LOCK_FILE).exists() else [])
             held.enter_context(run_lock(run_dir))
             _check_unused(run_dir)  # again under the lock: a run started meanwhile may have used it
             return str(run_dir)
 
         trainer.run_dir = Path(distributed.on_main(claim))
+        return _run_or_undo(trainer, created)
+
+
+def _run_or_undo(trainer: Trainer, created: list[Path]) -> Path | None:
+    """Run a training claimed in a new or empty folder. If it ends, by an error or an interrupt, before
+    writing its first checkpoint (nothing to resume), remove what it created there (its files, the empty
+    checkpoints/ and samples/, the .lock and folder the claim made), so that the same command can run again."""
+    try:
         return trainer.run()
+    except BaseException:
+        if trainer.dist.main and not trainer.saved_any:
+            _undo_run_folder(trainer.run_dir, trainer.written, created)
+        raise
+
+
+def _undo_run_folder(run_dir: Path, written: set[Path], created: list[Path]) -> None:
+    for path in sorted(written):
+        with contextlib.suppress(OSError):
+            path.unlink()
+    for sub in ("checkpoints", "samples"):  # empty once this training's files are gone; else left as they are
+        with contextlib.suppress(OSError):
+            (run_dir / sub).rmdir()
+    for path in created[::-1]:  # the .lock (still held: unlinked first), then the folder if now empty
+        with contextlib.suppress(OSError):
+            path.unlink() if path.name == LOCK_FILE else path.rmdir()
+    debug(f"{run_dir}: the run ended before its first checkpoint; removed the files it had written")
 
 
 def resume(target: str, overrides: dict) -> Path:
@@ -1212,11 +1248,14 @@ def resume(target: str, overrides: dict) -> Path:
             distributed.on_main(lambda: held.enter_context(run_lock(own_dir)))
         ck = ckpt_io.load_checkpoint(path)
         cfg = _resume_config(path, ck, overrides)
+        created: list[Path] = []
         if new_dir is not None:
             run_dir = new_dir
 
             def claim() -> None:
+                created.extend([run_dir] if not run_dir.exists() else [])
                 run_dir.mkdir(parents=True, exist_ok=True)
+                created.extend([run_dir / LOCK_FILE] if not (run_dir / LOCK_FILE).exists() else [])
                 held.enter_context(run_lock(run_dir))
                 _check_unused(run_dir)  # again under the lock
 
@@ -1236,7 +1275,13 @@ def resume(target: str, overrides: dict) -> Path:
                     refuse(run_dir)
 
             distributed.on_main(claim)
-        return Trainer(cfg, resume=ck, run_dir=run_dir, source=str(path)).run()
+        try:
+            trainer = Trainer(cfg, resume=ck, run_dir=run_dir, source=str(path))
+        except BaseException:
+            if new_dir is not None and distributed.current().main:
+                _undo_run_folder(run_dir, set(), created)
+            raise
+        return _run_or_undo(trainer, created) if new_dir is not None else trainer.run()
 
 
 def _check_resume_overrides(overrides: dict) -> None:

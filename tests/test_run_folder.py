@@ -242,3 +242,34 @@ def test_prune_removes_only_the_runs_own_checkpoints(tmp_path):
     assert r.code == 0, r.err
     assert sorted(p.name for p in (run / "checkpoints").glob("step-*.pt")) == ["step-000000.pt", "step-000004.pt"]
     assert (run / "checkpoints" / "step-000000.pt").read_bytes() == b"a user's file"
+
+
+def test_a_run_that_ends_before_its_first_checkpoint_leaves_nothing_to_block_a_rerun(tmp_path, monkeypatch):
+    """A non-finite loss at step 2 or a (second) Ctrl-C before the first checkpoint: the files the run wrote,
+    its .lock and the folder it made are removed, so the same command runs again; what was there stays."""
+    nan = ["train", "dcgan", "--data", "toy:shapes", "--lr-g", "1e30", "--lr-d", "1e30", "--steps", "20",
+           "--log-every", "1", "--sample-every", "1", "--set", "ngf=8", "--set", "ndf=8", *TINY]
+    for _ in range(2):  # the second time is not refused as a used folder
+        r = run_cli(*nan, "-o", tmp_path / "trnan")
+        assert r.code == 1 and "non-finite" in r.err and r.err.count("\n") == 1, r.err
+        assert not (tmp_path / "trnan").exists()
+    mine = tmp_path / "mine"  # an empty folder given as --out stays, as does a stale .lock left in it
+    mine.mkdir()
+    (mine / ".lock").write_text("123\n")
+    r = run_cli(*nan, "-o", mine)
+    assert r.code == 1 and sorted(os.listdir(mine)) == [".lock"], (r.err, os.listdir(mine))
+
+    def interrupted(self, batches):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod.Trainer, "train_step", interrupted)
+    args = ["train", "gan", "--data", "toy:ring", "--steps", "4", "--lr-schedule", "constant", *TINY]
+    r = run_cli(*args, "-o", tmp_path / "ctrlc")
+    assert r.code == 130 and not (tmp_path / "ctrlc").exists(), r.err
+    monkeypatch.undo()
+    r = run_cli(*args, "-o", tmp_path / "ctrlc")
+    assert r.code == 0 and load_checkpoint(Path(r.text.strip()))["step"] == 4, r.err
+    # a resume into a new folder that fails before its first checkpoint: the same
+    monkeypatch.setattr(train_mod.Trainer, "train_step", interrupted)
+    r = run_cli("train", "--resume", tmp_path / "ctrlc", "--steps", "6", "--out", tmp_path / "branch")
+    assert r.code == 130 and not (tmp_path / "branch").exists(), r.err
