@@ -583,3 +583,17 @@ def test_ensemble_weights_pick_on_the_held_out_cells():
     w = _ensemble_weights([bad, a, b], val)
     assert w[0] == 0 and w[1] > 0.3 and w[2] > 0.3 and sum(w) == pytest.approx(1.0)
     assert _ensemble_weights([a, bad], val) == [1.0, 0.0]  # nothing to gain: the best alone
+
+
+def test_an_interrupt_while_writing_the_table_leaves_no_saved_model(cli, mixed, tmp_path, monkeypatch):
+    """--save-model appears only with a complete -o: Ctrl-C while the table is written leaves neither."""
+    import gantools.impute.table
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gantools.impute.table, "write_table", interrupted)
+    r = cli("impute", mixed, "-o", tmp_path / "filled.csv", "--iterations", "5", "--validation-rate", "0",
+            "--save-model", tmp_path / "imp.pt")
+    assert r.code == 130 and r.err.strip().splitlines()[-1] == "gantools: interrupted"
+    assert sorted(os.listdir(tmp_path)) == ["mixed.csv"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import List, Literal, Optional
 
 import typer
@@ -133,10 +134,14 @@ def impute(
             filled = imputer.impute(table, seed=seed, device=str(dev))
         info(f"impute: filled {int(table.missing[:, [c.kind != 'ignored' for c in imputer.columns]].sum())} "
              f"cells{f' {draws} times' if draws else ''} in {time.perf_counter() - t0:.2f} s")
+        with contextlib.ExitStack() as after_the_table:
+            if save_model:  # written now, under a temporary name that becomes SAVE_MODEL only once OUT is complete
+                from gantools.fsutil import atomic_path
+
+                imputer.save(after_the_table.enter_context(atomic_path(save_model, overwrite)), overwrite=True)
+            write_table(filled, out, overwrite=overwrite)
         if save_model:
-            imputer.save(save_model, overwrite)
             info(f"impute: saved the imputer to {save_model}")
-        write_table(filled, out, overwrite=overwrite)
     finally:
         if bar is not None:
             bar.close()
