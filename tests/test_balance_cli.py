@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -511,3 +512,20 @@ def test_the_manifest_source_is_the_originals_file_or_the_array_files_row(skewed
     assert r.code == 0, r.err
     real = [row["source"] for row in _manifest(manifest) if row["generated"] == "0"]
     assert real == [f"{skewed['npz']}#{i}" for i in range(sum(COUNTS))]
+
+
+def test_a_failure_writing_out_leaves_no_saved_model(skewed, tmp_path, monkeypatch):
+    """--save-model appears only with a complete OUT: Ctrl-C while OUT is written leaves neither."""
+    import gantools.balance
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gantools.balance, "write_arrays", interrupted)
+    r = run_cli("balance", skewed["npz"], "-o", tmp_path / "b.npz", "--save-model", tmp_path / "bal.pt", *TRAIN)
+    assert r.code == 130 and r.err.strip().splitlines()[-1] == "gantools: interrupted", r.err
+    assert os.listdir(tmp_path) == []
+    monkeypatch.undo()
+    r = run_cli("balance", skewed["npz"], "-o", tmp_path / "b.npz", "--save-model", tmp_path / "bal.pt", *TRAIN)
+    assert r.code == 0, r.err
+    assert sorted(os.listdir(tmp_path)) == ["b.npz", "bal.pt"] and "saved the balancer to" in r.err
