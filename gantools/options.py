@@ -87,6 +87,9 @@ AT_LEAST_1 = Range(int, 1)
 # numpy's default_rng takes any integer >= 0 and torch's manual_seed up to 2**64 - 1, but training
 # also seeds each epoch's order with seed * 1_000_003 + epoch: 32 bits keep that within torch's range.
 SEED_MAX = 2**32 - 1
+# interpolate --zoom: a picture (.png grid, .gif frame) at most this many pixels a side (16384^2 RGB: 768 MiB)
+MAX_PICTURE_SIDE = 16384
+MAX_ZOOM = 64  # before the model's image size is known; MAX_PICTURE_SIDE is checked once it is
 
 RANGES: dict[str, Range] = {
     # counts and sizes
@@ -105,7 +108,7 @@ RANGES: dict[str, Range] = {
     "log_every": AT_LEAST_1,
     "nrow": AT_LEAST_1,
     "rows": AT_LEAST_1,
-    "zoom": AT_LEAST_1,
+    "zoom": Range(int, 1, MAX_ZOOM),
     "kid_subsets": AT_LEAST_1,
     "kid_subset_size": Range(int, 2),  # the unbiased MMD^2 averages over pairs of distinct images
     "is_splits": AT_LEAST_1,

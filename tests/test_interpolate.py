@@ -456,3 +456,17 @@ def test_vector_model_is_refused_with_exit_2(cli, tmp_path):
                          tmp_path / "gan.pt")
     r = cli("interpolate", ck, "--device", "cpu", "-o", tmp_path / "x.npz")
     assert r.code == 2 and "draws images" in r.err and not (tmp_path / "x.npz").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--zoom", "100000", "-k", "2", "--rows", "1"], "--zoom 100000: must be an integer in [1, 64]"),
+    (["--zoom", "64", "-k", "8", "--rows", "4"], "--zoom 64: the png would be 16402x8202 pixels; at most 16384"),
+])
+def test_a_zoom_too_large_is_refused_before_any_work(cli, tiny_dcgan, tmp_path, args, words):
+    """--zoom has an upper bound (a huge one passed the range check, then failed allocating the picture)."""
+    r = cli("interpolate", tiny_dcgan, *args, "--device", "cpu", "-o", tmp_path / "big.png")
+    assert r.code == 2 and "Traceback" not in r.err
+    assert r.err.strip().splitlines() == [f"gantools interpolate: error: {words} a side (a smaller --zoom, or fewer "
+                                          "--rows/--steps)" if "pixels" in words else
+                                          f"gantools interpolate: error: {words}"]
+    assert os.listdir(tmp_path) == []

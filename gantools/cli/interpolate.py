@@ -43,7 +43,7 @@ def interpolate(
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output: x.png, x.gif, folder, x.npz, x.h5 or - (stream)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file OUT, or gantools' own earlier output in a folder OUT (files it did not write there are never touched)."),
     fps: float = typer.Option(12.0, help="Frames per second of a GIF."),
-    zoom: int = typer.Option(1, help="Enlarge .png and .gif pictures by this integer factor (nearest neighbour)."),
+    zoom: int = typer.Option(1, help="Enlarge .png and .gif pictures by this integer factor (nearest neighbour; at most 64, and the picture at most 16384 pixels a side)."),
     batch_size: int = typer.Option(256, "--batch-size", "-b", help="Frames generated per forward pass."),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA generator when the checkpoint has one."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps.", autocompletion=complete_devices),
@@ -111,10 +111,30 @@ def interpolate(
     p = plan(z_dim, steps, seed_list, rows if rows is not None else 4, seed if seed is not None else 0,
              "slerp" if slerp else "lerp", loop, truncation, num_classes, class_index, pair, prior, code)
     target = require_output_or_pipe(out, "frames")
+    _check_picture_size(p, ck["data"], target, zoom)
     what = f"code {code} sweep" if code is not None else "slerp" if slerp else "lerp"
     info(f"interpolate: {len(p.rows)} row(s) x {p.frames_per_row} frames ({what}"
          f"{', class path' if pair else ''}) -> {target}")
     _write(p, render(G, p, batch_size, device_, objective), target, fps, loop, zoom, class_names, overwrite)
+
+
+def _check_picture_size(p, data: dict, out: str, zoom: int) -> None:
+    """Refuse (before any work) a --zoom that makes the .png grid or a .gif frame wider or taller than
+    gantools.options.MAX_PICTURE_SIDE pixels."""
+    from gantools.data.writers import output_kind
+    from gantools.errors import UsageError
+    from gantools.options import MAX_PICTURE_SIDE
+
+    kind = output_kind(out)
+    if kind not in ("png", "gif"):
+        return
+    cols, rows = (p.frames_per_row, len(p.rows)) if kind == "png" else (len(p.rows), 1)  # a GIF: rows side by side
+    pad = 2 if cols * rows > 1 else 0  # make_grid's padding
+    width = cols * (int(data["width"]) * zoom + pad) + pad
+    height = rows * (int(data["height"]) * zoom + pad) + pad
+    if max(width, height) > MAX_PICTURE_SIDE:
+        raise UsageError(f"--zoom {zoom}: the {kind} would be {width}x{height} pixels; at most {MAX_PICTURE_SIDE} "
+                         "a side (a smaller --zoom, or fewer --rows/--steps)")
 
 
 def _class_index(value: Optional[str], class_names: list, num_classes: int, flag: str = "--class"):
