@@ -529,3 +529,26 @@ def test_a_failure_writing_out_leaves_no_saved_model(skewed, tmp_path, monkeypat
     r = run_cli("balance", skewed["npz"], "-o", tmp_path / "b.npz", "--save-model", tmp_path / "bal.pt", *TRAIN)
     assert r.code == 0, r.err
     assert sorted(os.listdir(tmp_path)) == ["b.npz", "bal.pt"] and "saved the balancer to" in r.err
+
+
+def test_the_classifiers_rate_decays_linearly_to_zero(monkeypatch):
+    """--evaluate's classifiers end on a settled model: at a constant rate the last weights were one noisy
+    iterate (bench/RESULTS.md, balance, tenth session)."""
+    import torch
+
+    from gantools.balance import LabelledImages, train_classifier
+
+    rates = []
+    step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    x, y, names = _skewed()
+    data = LabelledImages(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y).long(), names, "toy")
+    train_classifier(data, epochs=2, seed=0)
+    assert len(rates) == 2 * -(-len(y) // 64)
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-3 / len(rates))
+    assert all(a > b for a, b in zip(rates, rates[1:]))
