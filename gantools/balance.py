@@ -203,8 +203,9 @@ def _write_npz(data: LabelledImages, path: Path) -> str:
 
 def check_balancer(ck: dict, data: LabelledImages, channels: int, path: str) -> None:
     """A checkpoint balances DATA when its model is conditional and it knows DATA's classes (in any order)."""
-    from gantools.generate import is_conditional
+    from gantools.generate import is_conditional, model_spec
 
+    model_spec(ck, f"--model {path}")  # an unknown model: one line naming the file
     if ck["data"].get("kind") != "image" or not is_conditional(ck):
         raise GantoolsError(f"--model {path}: a {ck['model']} checkpoint is not a conditional image model")
     names = list(ck["data"].get("class_names") or [])

@@ -7,6 +7,7 @@ sequence, so image i of seed s is the same whatever the batch size or count.
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -34,27 +35,40 @@ def resolve_device(device: str = "auto") -> torch.device:
         raise UsageError(f"--device {device}: expected auto, cpu, cuda, cuda:N or mps") from None
 
 
-def load_generator(ckpt: dict, device: torch.device | str = "cpu", ema: bool = True) -> torch.nn.Module:
-    """The checkpoint's generator (its EMA copy when present and `ema`), in eval mode."""
-    spec = MODELS.get(ckpt["model"])
+def model_spec(ckpt: dict, path: str | os.PathLike | None = None):
+    """The registry's entry for the checkpoint's model; an unknown one is a damaged (or newer) file: exit 1,
+    one line naming `path`."""
+    try:
+        return MODELS.get(ckpt["model"])
+    except UsageError as e:
+        raise GantoolsError(f"{path if path is not None else 'checkpoint'}: {e}") from None
+
+
+def load_generator(ckpt: dict, device: torch.device | str = "cpu", ema: bool = True,
+                   path: str | os.PathLike | None = None) -> torch.nn.Module:
+    """The checkpoint's generator (its EMA copy when present and `ema`), in eval mode. `path`, the file it
+    was read from, names it in the errors."""
+    where = f"{path}: " if path is not None else ""
+    spec = model_spec(ckpt, path)
     if spec.trainer != "gan":
         raise UsageError(f"model {ckpt['model']!r} is not an image/vector generator (it is used by "
                          f"`gantools {'impute' if spec.trainer == 'gain' else spec.trainer}`)")
     try:
         G = spec.build_generator(ckpt["hparams"], ckpt["data"])
     except Exception as e:  # hyper-parameters or data spec the model cannot build: a damaged file, one line
-        raise GantoolsError(f"damaged checkpoint: its hyper-parameters and data do not build model {ckpt['model']!r} "
+        raise GantoolsError(f"{where}damaged checkpoint: its hyper-parameters and data do not build model {ckpt['model']!r} "
                             f"({(str(e).strip() or type(e).__name__).splitlines()[0]})") from None
     name = ckpt.get("generator", "G")
     state = ckpt["state"].get(f"{name}_ema") if ema else None
     state = state if state is not None else ckpt["state"].get(name)
     if state is None:
-        raise GantoolsError(f"checkpoint has no generator weights (state {name!r})")
+        raise GantoolsError(f"{where}checkpoint has no generator weights (state {name!r})")
     try:
         G.load_state_dict(state)
     except RuntimeError as e:
-        raise GantoolsError(f"checkpoint weights do not fit model {ckpt['model']!r}: "
-                            f"{str(e).splitlines()[0]}") from None
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+        detail = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]
+        raise GantoolsError(f"{where}checkpoint weights do not fit model {ckpt['model']!r}: {detail}") from None
     return G.to(device).eval().requires_grad_(False)
 
 

@@ -77,10 +77,11 @@ def interpolate(
         check_output(out, overwrite)  # an unknown suffix or an existing file: refused before any work
 
     from gantools.checkpoint import load_checkpoint
-    from gantools.generate import is_conditional, load_generator, load_objective, resolve_device
+    from gantools.generate import is_conditional, load_generator, load_objective, model_spec, resolve_device
     from gantools.interpolate import plan, render
 
     ck = load_checkpoint(ckpt)
+    model_spec(ck, ckpt)  # an unknown model: one line naming the file
     data = ck["data"]
     if data.get("kind") != "image":
         raise UsageError(f"{ckpt}: model {ck['model']!r} makes {data.get('kind')} data; interpolate draws images")
@@ -100,7 +101,7 @@ def interpolate(
                 _class_index(b, class_names, num_classes, "--class-path"))
 
     device_ = resolve_device(device)
-    G = load_generator(ck, device_, ema)
+    G = load_generator(ck, device_, ema, path=ckpt)
     if pair is not None and not getattr(G, "class_weights", False):
         raise UsageError(f"--class-path: model {ck['model']!r} does not embed its labels, so its class "
                          "embedding cannot be interpolated (use --class to keep one class)")

@@ -45,7 +45,7 @@ def sample(
     ck = load_checkpoint(ckpt)
     device_ = resolve_device(device)
     classes = resolve_classes(class_, ck["data"].get("class_names") or [])
-    G = load_generator(ck, device_, ema)
+    G = load_generator(ck, device_, ema, path=ckpt)
     codes: dict = {}  # the prior's latent codes (infogan) beside z in .npz/.h5
     batches = generate_batches(ck, n, seed, batch_size, device_, classes, truncation, ema, G=G, codes=codes,
                                temperature=temperature)

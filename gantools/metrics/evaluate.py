@@ -277,16 +277,17 @@ class _Context:
     def _open_checkpoint(self, spec: str, label: str, logits: bool):
         from gantools.checkpoint import load_checkpoint
         from gantools.errors import GantoolsError
-        from gantools.generate import generate_batches, is_conditional, load_generator
+        from gantools.generate import generate_batches, is_conditional, load_generator, model_spec
 
         ck = load_checkpoint(spec)
+        model_spec(ck, spec)  # an unknown model: one line naming the file
         kind = ck["data"].get("kind")
         if kind != "image":
             raise GantoolsError(f"{spec}: a {ck['model']} checkpoint of {kind} data; evaluate scores image models")
         if self.per_class and not is_conditional(ck):
             raise GantoolsError(f"--per-class: {label} ({spec}) is an unconditional model (no class labels)")
         n = self.n or DEFAULT_GENERATED
-        G = load_generator(ck, self.device, self.ema)
+        G = load_generator(ck, self.device, self.ema, path=spec)
         names = list(ck["data"].get("class_names") or []) if is_conditional(ck) else []
 
         def extract():
