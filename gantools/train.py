@@ -188,6 +188,9 @@ def _check_unused(run_dir: Path) -> None:
     if not run_dir.is_dir():
         raise UsageError(f"--out {run_dir}: exists and is not a folder")
     names = set(os.listdir(run_dir)) - {LOCK_FILE}
+    if names & set(RUN_FILES) and _folder_run_id(run_dir) is not None and not _has_checkpoint(run_dir):
+        raise UsageError(f"--out {run_dir}: holds a run that ended before its first checkpoint (killed: nothing to "
+                         "resume); give another --out, or remove the folder yourself")
     if names & set(RUN_FILES):
         raise UsageError(f"--out {run_dir}: holds a run already; continue it with --resume {run_dir}, or start "
                          "afresh with another --out (or remove the folder yourself)")
@@ -244,6 +247,10 @@ def _checkpoint_run_id(path: Path) -> str | None:
         except Exception:  # anything unreadable is not ours
             _RUN_IDS[key] = None
     return _RUN_IDS[key]
+
+
+def _has_checkpoint(run_dir: Path) -> bool:
+    return any((run_dir / "checkpoints").glob("*.pt"))
 
 
 def _claim_run_dir(cfg: TrainConfig) -> Path:
@@ -1226,6 +1233,9 @@ def resume(target: str, overrides: dict) -> Path:
     path = Path(target)
     if path.is_dir():
         distributed.on_main(lambda: _check_not_locked(path))  # a training that has not written a checkpoint yet is named too
+        if _folder_run_id(path) is not None and not _has_checkpoint(path):
+            raise GantoolsError(f"--resume {target}: the run ended before its first checkpoint (killed: nothing to "
+                                "resume); start it afresh with another --out, or remove the folder yourself")
         path = path / "checkpoints" / "last.pt"
     _check_resume_overrides(overrides)
     new_dir = Path(overrides["out"]) if overrides.get("out") else None

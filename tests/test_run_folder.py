@@ -273,3 +273,16 @@ def test_a_run_that_ends_before_its_first_checkpoint_leaves_nothing_to_block_a_r
     monkeypatch.setattr(train_mod.Trainer, "train_step", interrupted)
     r = run_cli("train", "--resume", tmp_path / "ctrlc", "--steps", "6", "--out", tmp_path / "branch")
     assert r.code == 130 and not (tmp_path / "branch").exists(), r.err
+
+
+def test_a_killed_run_without_a_checkpoint_is_named_so(tmp_path):
+    """What a SIGKILL before the first checkpoint leaves (no cleanup ran): --out and --resume say there is
+    nothing to resume, instead of suggesting --resume and then finding no checkpoint."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    train_mod.write_config_toml({"model": "gan", "data": "toy:ring"}, run / "config.toml", "abc")
+    (run / "metrics.jsonl").write_text("")
+    r = run_cli("train", "gan", "--data", "toy:ring", "--steps", "2", "-o", run, *TINY)
+    assert r.code == 2 and r.err.count("\n") == 1 and "ended before its first checkpoint" in r.err, r.err
+    r = run_cli("train", "--resume", run, "--steps", "2")
+    assert r.code == 1 and r.err.count("\n") == 1 and "ended before its first checkpoint" in r.err, r.err
