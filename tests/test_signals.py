@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from conftest import ROOT
 
 
 pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"), pytest.mark.slow]
@@ -34,3 +35,38 @@ def test_sigterm_while_sampling_cleans_up_and_exits_130(tiny_dcgan, tmp_path, ou
     assert err.decode().strip().splitlines()[-1] == "gantools: interrupted"
     assert b"Traceback" not in err
     assert list(work.rglob("*")) == []  # no temporary file, no half-made folder
+
+
+def _closed_pipe_run(args, cwd):
+    import os
+
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the first write
+    try:
+        return subprocess.run([sys.executable, "-m", "gantools", *args], stdout=w, stderr=subprocess.PIPE, cwd=cwd,
+                              timeout=120)
+    finally:
+        os.close(w)
+
+
+def test_a_rich_table_on_a_closed_pipe_exits_141_silently(tmp_path):
+    """`gantools models | head -1`: as every other command, 141 and nothing on stderr (rich's own exit was 1)."""
+    p = _closed_pipe_run(["models"], ROOT)
+    assert (p.returncode, p.stderr) == (141, b"")
+
+
+def test_the_stdout_console_raises_broken_pipe_for_handle_errors():
+    """balance's tables go to stdout through the same console as models' (gantools.cli.common.stdout_console)."""
+    from gantools.cli.common import stdout_console
+
+    class Closed:
+        def write(self, text):
+            raise BrokenPipeError
+
+        def flush(self):
+            raise BrokenPipeError
+
+    out = stdout_console()
+    out.file = Closed()
+    with pytest.raises(BrokenPipeError):
+        out.print("a table")

@@ -103,10 +103,10 @@ def balance(
 def _stdout_console():
     import sys
 
-    from rich.console import Console
+    from gantools.cli.common import stdout_console
 
     tty = sys.stdout.isatty()  # elsewhere rich would wrap tables at 80 columns
-    return Console(file=sys.stdout, highlight=False, no_color=not tty, width=None if tty else 160)
+    return stdout_console(highlight=False, no_color=not tty, width=None if tty else 160)
 
 
 def _print_summary(s: dict, to_stderr: bool) -> None:

@@ -156,6 +156,20 @@ def _sigterm_as_ctrl_c() -> Callable[[], Any]:
     return lambda: signal.signal(signal.SIGTERM, old if old is not None else signal.SIG_DFL)
 
 
+def stdout_console(**kwargs: Any) -> Any:
+    """A rich Console on stdout (tables are data) whose reader going away (`gantools models | head -1`) ends
+    the command as it ends every other: handle_errors' BrokenPipeError, exit 141 and silent; rich's own
+    handling exits 1."""
+    from rich.console import Console
+
+    class StdoutConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return StdoutConsole(file=sys.stdout, **kwargs)
+
+
 def stdout_binary():
     """stdout as a binary stream, for the image stream and other data."""
     return sys.stdout.buffer

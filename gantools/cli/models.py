@@ -26,13 +26,13 @@ def models(
     if json_:
         print_json({"models": model_rows, "losses": loss_rows})
         return
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
+    from gantools.cli.common import stdout_console
     from gantools.log import color_enabled
 
-    con = Console(no_color=not color_enabled(), highlight=False, soft_wrap=False)
+    con = stdout_console(no_color=not color_enabled(), highlight=False, soft_wrap=False)
     t = Table("model", "data", "cond.", "loss", "trained by", "description", title="models", box=None)
     for r in model_rows:
         t.add_row(r["name"], r["data"], "yes" if r["conditional"] else "no", r["loss"], r["trained_by"], escape(r["description"]))
