@@ -458,3 +458,12 @@ def test_help_states_no_default_a_model_contradicts(cli):
         shown = _toml(cli("train", name, "--data", "toy:shapes", "--dry-run").text)
         seen.add((tuple(shown["betas"]), shown["n_critic"]))
     assert len(seen) > 1  # the defaults differ between models: no single value is true
+
+
+def test_dry_run_refuses_a_missing_data_source_as_the_run_does(cli, tmp_path):
+    for args, code, needle in ((["--data", tmp_path / "nope"], 1, "nope: no such file or folder"),
+                               (["--data", "toy:nope"], 2, "toy:nope: unknown built-in data set"),
+                               (["--data", "toy:shapes", "--eval-every", "5", "--eval-real", tmp_path / "gone.npz"], 1,
+                                "gone.npz: no such file or folder")):
+        r = cli("train", "dcgan", *args, "--dry-run")
+        assert r.code == code and r.err.count("\n") == 1 and needle in r.err, (args, r.err)

@@ -208,6 +208,11 @@ def _print_dry_run(cfg) -> None:
 
     spec = MODELS.get(cfg.model)
     cfg = _resolve(cfg, spec)  # without the data: steps stay unknown when given as --epochs
+    from gantools.data.sources import check_source
+
+    for source in (cfg.data, cfg.eval_real):  # that they exist (the data is not read)
+        if source is not None:
+            check_source(source)
     if cfg.out:  # the run's refusal of a used --out (reads only)
         from gantools.train import _check_not_locked, _check_unused
 

@@ -623,6 +623,26 @@ def _is_idx(name: str) -> bool:
     return bool(re.search(r"-ubyte(\.gz)?$", name)) or bool(re.search(r"\.idx\d(-ubyte)?(\.gz)?$", name))
 
 
+def check_source(spec: str) -> None:
+    """The checks of `open_source` that read no data (a toy set's name, that a file or folder exists), with
+    its messages: for `--dry-run`, which does not open the data."""
+    if spec.startswith("toy:"):
+        from gantools.data import toy
+
+        if spec[4:] not in toy.TOY_SETS:
+            known = ", ".join(f"toy:{k}" for k in toy.TOY_SETS)
+            raise UsageError(f"{spec}: unknown built-in data set (known: {known})")
+        return
+    if spec == "-" or _split_zip(spec):
+        return
+    try:
+        Path(spec).stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise GantoolsError(f"{spec}: no such file or folder") from None
+    except OSError as e:
+        raise GantoolsError(f"{spec}: {e.strerror or e}") from None
+
+
 def open_source(
     spec: str,
     resolution: int | None = None,
