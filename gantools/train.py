@@ -534,10 +534,16 @@ def check_launch(cfg: TrainConfig | None, world: int, resume_target: str | None 
         _check_resume_overrides(overrides)
         path = Path(resume_target)
         path = path / "checkpoints" / "last.pt" if path.is_dir() else path
-        cfg = _resume_config(path, ckpt_io.load_checkpoint(path), overrides)
+        ck = ckpt_io.load_checkpoint(path)
+        cfg = _resume_config(path, ck, overrides)
         if overrides.get("out"):
             _check_not_locked(Path(overrides["out"]))
             _check_unused(Path(overrides["out"]))
+        else:  # the folder resume() would write into must be the run's own (read only here)
+            own = path.resolve().parent.parent if path.resolve().parent.name == "checkpoints" else None
+            run_dir = own if own is not None and _folder_run_id(own) is not None else Path(cfg.out or path.parent)
+            if not _is_run_folder_of(run_dir, ck):
+                _refuse_run_dir(resume_target, run_dir)
     else:
         cfg = dataclasses.replace(cfg, hparams=dict(cfg.hparams))
         if cfg.out:
@@ -1249,9 +1255,7 @@ def resume(target: str, overrides: dict) -> Path:
     in_run = new_dir is None and own_dir is not None and _folder_run_id(own_dir) is not None
 
     def refuse(run_dir: Path) -> None:
-        what = "does not exist" if not run_dir.exists() else "holds no config.toml that gantools wrote for this run"
-        raise GantoolsError(f"--resume {target}: the run folder {run_dir} {what}; gantools writes only into "
-                            "its own run folder: continue the run in a new folder with --out NEWFOLDER")
+        _refuse_run_dir(target, run_dir)
 
     with contextlib.ExitStack() as held:
         if in_run:  # locked before reading: a training still running in the folder is refused
@@ -1292,6 +1296,12 @@ def resume(target: str, overrides: dict) -> Path:
                 _undo_run_folder(run_dir, set(), created)
             raise
         return _run_or_undo(trainer, created) if new_dir is not None else trainer.run()
+
+
+def _refuse_run_dir(target: str, run_dir: Path) -> None:
+    what = "does not exist" if not run_dir.exists() else "holds no config.toml that gantools wrote for this run"
+    raise GantoolsError(f"--resume {target}: the run folder {run_dir} {what}; gantools writes only into "
+                        "its own run folder: continue the run in a new folder with --out NEWFOLDER")
 
 
 def _check_resume_overrides(overrides: dict) -> None:

@@ -275,6 +275,16 @@ def test_nproc_refuses_a_bad_command_before_starting_processes(tmp_path, monkeyp
                           (["--sync-bn"], "--sync-bn: torch's SyncBatchNorm runs on CUDA only")):
         r = run_cli("train", "--resume", tiny_dcgan, "--nproc", "2", "--out", tmp_path / "new", *extra)
         assert r.code == 2 and r.err.count("\n") == 1 and needle in r.err, (extra, r.err)
-    assert started == [] and not (tmp_path / "new").exists()
+    # a checkpoint outside its run folder, without --out: refused once, before the processes
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    from gantools.checkpoint import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(tiny_dcgan)
+    ck["config"]["out"] = None  # its run folder would be the checkpoint's own folder
+    save_checkpoint(ck, lone / "m.pt")
+    r = run_cli("train", "--resume", lone / "m.pt", "--nproc", "2", "--steps", "4")
+    assert r.code == 1 and r.err.count("\n") == 1 and "--out NEWFOLDER" in r.err, r.err
+    assert started == [] and not (tmp_path / "new").exists() and os.listdir(lone) == ["m.pt"]
     r = run_cli(*base, "-b", "8", "--out", tmp_path / "ok")  # a good command is started as before
     assert r.code == 0 and len(started) == 1 and started[0][0] == 2 and "--nproc" not in started[0][1], r.err
