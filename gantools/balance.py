@@ -8,9 +8,7 @@ through `gantools.generate`; nothing here is specific to one model. bench/balanc
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import functools
 import os
 import shutil
 import tempfile
@@ -228,14 +226,11 @@ def _check_reuse(checkpoint: str | None, save_model: str | None, training: Train
 
 
 def obtain_balancer(data: LabelledImages, data_spec: str | None, training: Training, *, checkpoint: str | None = None,
-                    save_model: str | None = None, overwrite: bool = False, seed: int = 0,
-                    device: str = "auto", keep: contextlib.ExitStack | None = None) -> dict:
+                    seed: int = 0, device: str = "auto") -> dict:
     """The balancer's checkpoint: `checkpoint` loaded and checked against the data, or a new model trained on
     it (`data_spec` when it can be read again, else the images themselves) through gantools.train, in a
-    temporary run folder; saved to `save_model` when given: under a temporary name that takes the name
-    `save_model` when `keep` closes without an error (the command's main output written), at once without it."""
+    temporary run folder (`save_balancer` keeps it)."""
     from gantools.checkpoint import load_checkpoint
-    from gantools.fsutil import atomic_path
     from gantools.train import TrainConfig, train
 
     channels = int(data.images.shape[1])
@@ -260,14 +255,18 @@ def obtain_balancer(data: LabelledImages, data_spec: str | None, training: Train
         except Interrupted:  # the trainer's checkpoint lies in the temporary folder, which goes now
             raise Interrupted(f"interrupted while training the {training.model} balancer; nothing was written") from None
         ck = load_checkpoint(last)
-        if save_model is not None:
-            # published when the stack closes without an error: `keep` (the caller's output written), else now
-            stack = keep if keep is not None else contextlib.ExitStack()
-            with contextlib.nullcontext() if keep is not None else stack:
-                stack.push(lambda error, *_: error is None and info(f"balance: saved the balancer to {save_model}"))
-                shutil.copyfile(last, stack.enter_context(atomic_path(save_model, overwrite)))
     _warn_if_resized(ck, data)
     return ck
+
+
+def save_balancer(ck: dict, save_model: str | None, overwrite: bool) -> None:
+    """--save-model: called once the command's output is complete, so that a failure or Ctrl-C before it
+    leaves neither the output nor the model (atomic: a temporary name, then the rename)."""
+    from gantools.checkpoint import save_checkpoint
+
+    if save_model is not None:
+        save_checkpoint(ck, save_model, overwrite)
+        info(f"balance: saved the balancer to {save_model}")
 
 
 def _warn_if_resized(ck: dict, data: LabelledImages) -> None:
@@ -477,23 +476,10 @@ def write_arrays(out: str, data: LabelledImages, gen_images: torch.Tensor, gen_l
 # ----------------------------------------------------------------------------- the command
 
 
-def _save_model_last(fn):
-    """Give `fn` an ExitStack `keep` that closes when it returns (its output written) or fails: obtain_balancer's
-    --save-model takes its name then, so that a failure or Ctrl-C before leaves neither file."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with contextlib.ExitStack() as keep:
-            return fn(*args, keep=keep, **kwargs)
-
-    return wrapper
-
-
-@_save_model_last
 def balance(data: str, out: str, target: str = "max", training: Training | None = None, *,
             checkpoint: str | None = None, save_model: str | None = None, manifest: str | None = None,
             only_generated: bool = False, seed: int = 0, device: str = "auto", overwrite: bool = False,
-            temperature: float | None = None, stdout=None, keep: contextlib.ExitStack | None = None) -> dict:
+            temperature: float | None = None, stdout=None) -> dict:
     """Fill DATA's classes up to `target` with generated images and write OUT (a folder of class folders,
     .npz/.h5, or '-' for the stream on `stdout`) with its manifest. Every check comes before any work;
     nothing is left half-written. `temperature` scales the latents (`gantools sample --temperature`).
@@ -513,8 +499,7 @@ def balance(data: str, out: str, target: str = "max", training: Training | None 
     if only_generated and targets == counts:
         raise UsageError(f"--only-generated: nothing to generate, every class already has --target {target}")
     files = ds.files  # a folder or zip's per-image files (None for an array file or the stream)
-    ck = obtain_balancer(images, data, training, checkpoint=checkpoint, save_model=save_model,
-                         overwrite=overwrite, seed=seed, device=device, keep=keep)
+    ck = obtain_balancer(images, data, training, checkpoint=checkpoint, seed=seed, device=device)
     info(f"balance: {images.source}: {len(images.labels)} images in {len(counts)} classes; generating "
          f"{sum(targets) - sum(counts)} with {ck['model']}")
     gen_labels = plan_labels(counts, targets)
@@ -531,6 +516,7 @@ def balance(data: str, out: str, target: str = "max", training: Training | None 
                 _write_manifest(rows, tmp)
         else:
             rows = write_arrays(out, images, gen_images, gen_labels, only_generated, overwrite, stdout, files)
+    save_balancer(ck, save_model, overwrite)
     real = [0] * len(counts) if only_generated else counts
     made = [t - c for c, t in zip(counts, targets)]
     return {
@@ -692,12 +678,11 @@ def pair_ssim(images: torch.Tensor, pairs: int, seed: int = 0) -> float | None:
 # ----------------------------------------------------------------------------- --evaluate: the protocol
 
 
-@_save_model_last
 def evaluate_balance(data: str, test: str | None = None, test_split: float = 0.2, target: str = "max",
                      training: Training | None = None, *, checkpoint: str | None = None,
                      save_model: str | None = None, overwrite: bool = False, classifier_epochs: int = 10,
                      judge_count: int = 100, ssim_pairs: int = 100, seed: int = 0, device: str = "auto",
-                     temperature: float | None = None, keep: contextlib.ExitStack | None = None) -> dict:
+                     temperature: float | None = None) -> dict:
     """The BAGAN paper's protocol on the user's data. One classifier each is trained on (a) the training images
     as they are, (b) them filled up to `target` by the balancer, (c) them filled up by plain oversampling
     (`oversample`), and tested on held-out real images (`test`, else `test_split` of each class): per-class,
@@ -730,7 +715,7 @@ def evaluate_balance(data: str, test: str | None = None, test_split: float = 0.2
     targets = parse_target(target, counts, train_set.class_names)
     held = "--test " + test if test is not None else f"{test_split:g} of each class of DATA held out (seed {seed})"
     ck = obtain_balancer(train_set, data if test is not None else None, training, checkpoint=checkpoint,
-                         save_model=save_model, overwrite=overwrite, seed=seed, device=device, keep=keep)
+                         seed=seed, device=device)
     info(f"balance --evaluate: {len(train_set.labels)} training images, {len(test_set.labels)} test images ({held})")
     dev = resolve_device(device)
     gen_labels = plan_labels(counts, targets)
@@ -759,6 +744,7 @@ def evaluate_balance(data: str, test: str | None = None, test_split: float = 0.2
             "ssim_generated": pair_ssim(judged[torch.from_numpy(judge_labels == k)], ssim_pairs, seed),
             "ssim_real": pair_ssim(train_set.images[train_set.labels == k], ssim_pairs, seed),
         })
+    save_balancer(ck, save_model, overwrite)
     for r in results.values():
         del r["per_class"]
     return {
