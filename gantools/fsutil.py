@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import json
 import errno
+import json
 import os
 import secrets
 import stat
