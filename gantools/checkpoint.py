@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gantools import __version__
-from gantools.errors import GantoolsError
+from gantools.errors import GantoolsError, first_line
 from gantools.fsutil import atomic_path
 
 FORMAT = "gantools-checkpoint"
@@ -95,7 +95,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         if "Weights only load failed" in str(e) or "Unsupported global" in str(e):
             raise GantoolsError(
                 f"{path}: refused: the file holds pickled Python objects that could run code "
@@ -103,7 +103,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
             ) from None
         raise GantoolsError(f"{path}: not a readable checkpoint ({first})") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise GantoolsError(f"{path}: not a readable checkpoint ({first})") from None
     validate(ckpt, path)
     return upgrade(ckpt)
@@ -118,7 +118,7 @@ def _check_crcs(path: Path) -> None:
         with zipfile.ZipFile(path) as zf:
             bad = zf.testzip()
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise GantoolsError(f"{path}: damaged checkpoint file ({first})") from None
     if bad is not None:
         raise GantoolsError(f"{path}: damaged checkpoint file (member {bad} fails its CRC check); "

@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-from gantools.errors import GantoolsError, Interrupted, UsageError
+from gantools.errors import GantoolsError, Interrupted, UsageError, first_line
 
 # How long a collective may wait for the other ranks. Long, because the others wait at the next step
 # while rank 0 writes a checkpoint or a sample grid; a rank that dies is noticed sooner: gloo's
@@ -147,7 +147,7 @@ def _peers() -> Iterator[None]:
     try:
         yield
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise GantoolsError(f"rank {current().rank}: lost the other processes of this run (one died or "
                             f"stopped): {first}") from None
 

@@ -17,3 +17,9 @@ class Interrupted(GantoolsError):
     """Ctrl-C or SIGTERM after the work was saved: exit 130."""
 
     exit_code = 130
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's message cut to its first line (its type's name when it has none), for one-line errors."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -13,7 +13,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from gantools.errors import GantoolsError, UsageError
+from gantools.errors import GantoolsError, UsageError, first_line
 from gantools.registry import MODELS
 
 
@@ -57,7 +57,7 @@ def load_generator(ckpt: dict, device: torch.device | str = "cpu", ema: bool = T
         G = spec.build_generator(ckpt["hparams"], ckpt["data"])
     except Exception as e:  # hyper-parameters or data spec the model cannot build: a damaged file, one line
         raise GantoolsError(f"{where}damaged checkpoint: its hyper-parameters and data do not build model {ckpt['model']!r} "
-                            f"({(str(e).strip() or type(e).__name__).splitlines()[0]})") from None
+                            f"({first_line(e)})") from None
     name = ckpt.get("generator", "G")
     state = ckpt["state"].get(f"{name}_ema") if ema else None
     state = state if state is not None else ckpt["state"].get(name)

@@ -29,7 +29,7 @@ from gantools import distributed
 from gantools.augment import AugmentedCritic, build_augment, seed_for
 from gantools.data import ImageSet, open_source
 from gantools.data.sampling import class_balanced_order
-from gantools.errors import GantoolsError, Interrupted, UsageError
+from gantools.errors import GantoolsError, Interrupted, UsageError, first_line
 from gantools.generate import resolve_device, to_uint8
 from gantools.log import ProgressReporter, debug, info, warn
 from gantools.losses import gradient_penalty
@@ -247,6 +247,12 @@ def _checkpoint_run_id(path: Path) -> str | None:
         except Exception:  # anything unreadable is not ours
             _RUN_IDS[key] = None
     return _RUN_IDS[key]
+
+
+def _own_run_dir(checkpoint: Path) -> Path | None:
+    """RUN for a checkpoint RUN/checkpoints/X.pt whose RUN/config.toml gantools wrote, else None."""
+    parent = checkpoint.resolve().parent
+    return parent.parent if parent.name == "checkpoints" and _folder_run_id(parent.parent) is not None else None
 
 
 def _has_checkpoint(run_dir: Path) -> bool:
@@ -540,8 +546,7 @@ def check_launch(cfg: TrainConfig | None, world: int, resume_target: str | None 
             _check_not_locked(Path(overrides["out"]))
             _check_unused(Path(overrides["out"]))
         else:  # the folder resume() would write into must be the run's own (read only here)
-            own = path.resolve().parent.parent if path.resolve().parent.name == "checkpoints" else None
-            run_dir = own if own is not None and _folder_run_id(own) is not None else Path(cfg.out or path.parent)
+            run_dir = _own_run_dir(path) or Path(cfg.out or path.parent)
             if not _is_run_folder_of(run_dir, ck):
                 _refuse_run_dir(resume_target, run_dir)
     else:
@@ -573,11 +578,8 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, resume: dict | None = None, run_dir: Path | None = None,
                  source: str | None = None):
-        spec = MODELS.get(cfg.model)
-        if spec.trainer != "gan":
-            raise UsageError(f"model {cfg.model!r} is trained by `gantools {spec.trainer if spec.trainer != 'gain' else 'impute'}`, not `train`")
-        self.spec = spec
-        cfg = _resolve(cfg, spec)  # refuses a bad config before the data is read
+        self.spec = spec = MODELS.get(cfg.model)
+        cfg = _resolve(cfg, spec)  # refuses a bad config (a model train does not train too) before the data is read
         self.dist = distributed.current()  # one process, or this rank of several (gantools.distributed)
         self.device = distributed.local_device(resolve_device(cfg.device))
 
@@ -611,7 +613,7 @@ class Trainer:
             raise
         except Exception as e:
             shown = ", ".join(f"{k}={v!r}" for k, v in hp.items() if k in declared_hparams(spec) or k == "z_dim")
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             if resume is not None:
                 raise GantoolsError(f"{source or 'checkpoint'}: damaged checkpoint: its hyper-parameters "
                                     f"({shown}) do not build model {cfg.model} ({first})") from None
@@ -1251,8 +1253,8 @@ def resume(target: str, overrides: dict) -> Path:
             _check_unused(new_dir)
 
         distributed.on_main(check_out)
-    own_dir = path.resolve().parent.parent if path.is_file() and path.resolve().parent.name == "checkpoints" else None
-    in_run = new_dir is None and own_dir is not None and _folder_run_id(own_dir) is not None
+    own_dir = _own_run_dir(path) if path.is_file() else None
+    in_run = new_dir is None and own_dir is not None
 
     def refuse(run_dir: Path) -> None:
         _refuse_run_dir(target, run_dir)

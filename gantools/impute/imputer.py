@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from gantools.errors import GantoolsError
+from gantools.errors import GantoolsError, first_line
 from gantools.impute.schema import Column, as_text, check_columns, decode, encode, fit_columns, infer_kinds
 from gantools.impute.table import DEFAULT_MISSING, Table
 from gantools.log import warn
@@ -171,7 +171,7 @@ class Imputer:
             if ckpt["state"].get("D") is not None:
                 D.load_state_dict(ckpt["state"]["D"])
         except (KeyError, TypeError, RuntimeError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise GantoolsError(f"{path}: damaged GAIN checkpoint ({first})") from None
         return cls(columns=columns, params=params, G=G, D=D, seed=int(config.get("seed", 0)),
                    iterations=int(ckpt.get("step", 0)), validation=dict(config.get("validation") or {}),

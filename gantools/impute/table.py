@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gantools.errors import GantoolsError, UsageError
+from gantools.errors import GantoolsError, UsageError, first_line
 from gantools.fsutil import atomic_path, check_target
 
 DEFAULT_MISSING = ("", "NA", "NaN", "null", "?")
@@ -243,7 +243,7 @@ def _read_array(path: str, fmt: str, missing_values) -> Table:
     except GantoolsError:
         raise
     except (OSError, ValueError, EOFError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise GantoolsError(f"{path}: not a readable .{fmt} table ({first})") from None
     if arr.dtype.kind not in "biuf":
         raise GantoolsError(f"{path}: the array holds {arr.dtype} values; impute reads numbers from arrays "

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gantools.errors import GantoolsError
+from gantools.errors import GantoolsError, first_line
 
 # ---------------------------------------------------------------------------- the pool3 trunk
 
@@ -112,7 +112,7 @@ def load_trunk(device: str | torch.device = "cpu", path: str | os.PathLike | Non
     try:
         return _load_trunk_cached(str(p), str(torch.device(device)))
     except (RuntimeError, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise GantoolsError(f"{p}: could not load the FID Inception network ({first})") from None
 
 
@@ -387,7 +387,7 @@ def load_is_network(path: str | os.PathLike | None = None, device: str | torch.d
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise GantoolsError(f"{p}: not a readable Inception weight file ({first})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

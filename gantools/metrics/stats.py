@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gantools.errors import GantoolsError
+from gantools.errors import GantoolsError, first_line
 
 FORMAT = "gantools-fid-stats"
 VERSION = 1
@@ -109,7 +109,7 @@ def load_stats(path: str | os.PathLike) -> FIDStats:
         with np.load(p, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise GantoolsError(f"{p}: not a readable statistics file ({first})") from None
     if str(data.get("format", "")) != FORMAT:
         raise GantoolsError(f"{p}: not a gantools statistics file (no '{FORMAT}' header)")
