@@ -473,3 +473,19 @@ def test_a_zoom_too_large_is_refused_before_any_work(cli, tiny_dcgan, tmp_path, 
                                           "--rows/--steps)" if "pixels" in words else
                                           f"gantools interpolate: error: {words}"]
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("out, args, warned", [
+    ("x.npz", ["--fps", "5"], "--fps 5: only a .gif has a frame rate"),
+    ("x.png", ["--fps", "5"], "--fps 5: only a .gif has a frame rate"),
+    ("x.npz", ["--zoom", "3"], "--zoom 3: only .png and .gif pictures are enlarged"),
+    ("x.gif", ["--fps", "5", "--zoom", "2"], None),
+])
+def test_options_an_output_ignores_are_warned_about(cli, tiny_dcgan, tmp_path, out, args, warned):
+    """--fps outside a .gif and --zoom outside .png/.gif change nothing: the user hears so on stderr."""
+    r = cli("interpolate", tiny_dcgan, "--rows", 1, "-k", 2, *args, "--device", "cpu", "-o", tmp_path / out)
+    assert r.code == 0, r.err
+    assert (tmp_path / out).is_file()
+    warnings = [line for line in r.err.splitlines() if "warning:" in line]
+    assert warnings == ([f"gantools: warning: {warned}; {tmp_path / out} " +
+                         ("ignores it" if "fps" in warned else "keeps the model's size")] if warned else [])

@@ -8,8 +8,10 @@ from typing import Optional
 import typer
 
 from gantools.cli import app
-from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors, info, require_output_or_pipe
+from gantools.cli.common import QuietOpt, VerboseOpt, handle_errors, info, require_output_or_pipe, warn
 from gantools.cli.names import complete_checkpoints, complete_devices
+
+FPS_DEFAULT = 12.0  # --fps of a .gif
 
 
 @app.command(
@@ -42,7 +44,7 @@ def interpolate(
     truncation: Optional[float] = typer.Option(None, help="Draw endpoints from the normal truncated to [-T, T] (models whose z is normal)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output: x.png, x.gif, folder, x.npz, x.h5 or - (stream)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file OUT, or gantools' own earlier output in a folder OUT (files it did not write there are never touched)."),
-    fps: float = typer.Option(12.0, help="Frames per second of a GIF."),
+    fps: float = typer.Option(FPS_DEFAULT, help="Frames per second of a GIF."),
     zoom: int = typer.Option(1, help="Enlarge .png and .gif pictures by this integer factor (nearest neighbour; at most 64, and the picture at most 16384 pixels a side)."),
     batch_size: int = typer.Option(256, "--batch-size", "-b", help="Frames generated per forward pass."),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA generator when the checkpoint has one."),
@@ -113,10 +115,21 @@ def interpolate(
              "slerp" if slerp else "lerp", loop, truncation, num_classes, class_index, pair, prior, code)
     target = require_output_or_pipe(out, "frames")
     _check_picture_size(p, ck["data"], target, zoom)
+    _warn_unused(target, fps, zoom)
     what = f"code {code} sweep" if code is not None else "slerp" if slerp else "lerp"
     info(f"interpolate: {len(p.rows)} row(s) x {p.frames_per_row} frames ({what}"
          f"{', class path' if pair else ''}) -> {target}")
     _write(p, render(G, p, batch_size, device_, objective), target, fps, loop, zoom, class_names, overwrite)
+
+
+def _warn_unused(out: str, fps: float, zoom: int) -> None:
+    """A warning for --fps on an output other than .gif, and --zoom on one other than .png/.gif: they have no
+    effect there."""
+    suffix = "" if out == "-" else Path(out).suffix.lower()
+    if fps != FPS_DEFAULT and suffix != ".gif":
+        warn(f"--fps {fps:g}: only a .gif has a frame rate; {out} ignores it")
+    if zoom != 1 and suffix not in (".png", ".gif"):
+        warn(f"--zoom {zoom}: only .png and .gif pictures are enlarged; {out} keeps the model's size")
 
 
 def _check_picture_size(p, data: dict, out: str, zoom: int) -> None:
