@@ -111,6 +111,12 @@ def test_table_output_and_first_n_images(cli, sets, tmp_path):
     assert "(2 images)" in rows["FAKE"] and "statistics of 100 images" in rows["REAL"]
     assert rows["network"] == inception.NETWORK_ID
     assert "rank-deficient" in r.err and "rank-deficient" not in r.text  # shown even with -q, on stderr
+    assert "-n 2" not in r.err
+    # -n beyond the source's images: all of them are used, and the user is told so (not silently)
+    r = cli("evaluate", sets["x"], "-n", N + 5, "--real", ref, "-q")
+    assert r.code == 0, r.err
+    assert f"warning: -n {N + 5}: {sets['x']} has only {N} images; FAKE uses all {N}" in r.err
+    assert f"({N} images)" in dict(line.split(None, 1) for line in r.text.splitlines() if line.strip())["FAKE"]
 
 
 def test_python_api_is_the_cli_code_path(cli, sets):

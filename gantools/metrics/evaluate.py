@@ -263,6 +263,8 @@ class _Context:
                                 "labelled .npz/.h5/IDX, a labelled stream or a conditional checkpoint)")
         if self.n is not None and self.n < total:
             total = self.n
+        elif self.n is not None and self.n > total:
+            warn(f"-n {self.n}: {name} has only {total} images; {label} uses all {total}")
 
         def extract():
             info(f"{label}: {name}: {total} images, {s.channels}x{s.height}x{s.width}")
