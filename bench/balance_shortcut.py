@@ -64,19 +64,20 @@ def main() -> None:
     unseen = B.generate_classes(ck, np.full(1000, c), names, size, 7, "cpu", temperature=args.temperature)
 
     def training_set(name: str) -> B.LabelledImages:
+        over = B.oversample(base, targets, args.data_seed)
         if name == "over":
-            return B.oversample(base, targets, args.data_seed)
+            return over
+        if name == "mix":
+            copies = over.images[len(base.labels):]
+            half = len(fill) // 2
+            images = torch.cat([fill[:half], copies[:len(fill) - half]])
+            return B.with_generated(base, images, torch.full((len(images),), c))
         filled = B.with_generated(base, fill, torch.full((len(fill),), c))
         if name == "bagan":
             return filled
-        if name == "allgen":
-            others = np.repeat([k for k in range(10) if k != c], args.others)
-            more = B.generate_classes(ck, others, names, size, 3, "cpu", temperature=args.temperature)
-            return B.with_generated(filled, more, torch.from_numpy(others))
-        copies = B.oversample(base, targets, args.data_seed).images[len(base.labels):]  # mix
-        half = len(fill) // 2
-        images = torch.cat([fill[:half], copies[:len(fill) - half]])
-        return B.with_generated(base, images, torch.full((len(images),), c))
+        others = np.repeat([k for k in range(10) if k != c], args.others)  # allgen
+        more = B.generate_classes(ck, others, names, size, 3, "cpu", temperature=args.temperature)
+        return B.with_generated(filled, more, torch.from_numpy(others))
 
     for name in args.sets.split(","):
         t0 = time.time()
