@@ -9,11 +9,14 @@ its fill of the minority), train `gantools.balance.train_classifier` (the --eval
 - allgen: the same, and every other class also gets --others generated images from the same checkpoint (at
           the same temperature), so that "generated" no longer tells the minority apart
 - mix:    half of the fill replaced by oversampling's real copies
+- mixall: mix, and every other class also gets --others generated images, as allgen
+- overall: over, and every other class also gets --others generated images (mixall's control: does the
+          minority's fill help, or only the other classes' generated images?)
 
 One JSON line per set on stdout: the minority's test accuracy, macro accuracy, what the minority's test
 images were read as, and the accuracy on 1,000 unseen generated minority images.
 
-    python bench/balance_shortcut.py /tmp/b11/run-7 --minority 7 --sets bagan,allgen,mix
+    python bench/balance_shortcut.py /tmp/b11/run-7 --minority 7 --sets bagan,allgen,mix,mixall,overall
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from conditional import MNIST, load_mnist  # noqa: E402
 
 import gantools.balance as B  # noqa: E402
 
-SETS = ("over", "bagan", "allgen", "mix")
+SETS = ("over", "bagan", "allgen", "mix", "mixall", "overall")
 
 
 def main() -> None:
@@ -65,17 +68,18 @@ def main() -> None:
 
     def training_set(name: str) -> B.LabelledImages:
         over = B.oversample(base, targets, args.data_seed)
-        if name == "over":
-            return over
-        if name == "mix":
+        if name in ("over", "overall"):
+            filled = over
+        elif name in ("mix", "mixall"):
             copies = over.images[len(base.labels):]
             half = len(fill) // 2
             images = torch.cat([fill[:half], copies[:len(fill) - half]])
-            return B.with_generated(base, images, torch.full((len(images),), c))
-        filled = B.with_generated(base, fill, torch.full((len(fill),), c))
-        if name == "bagan":
+            filled = B.with_generated(base, images, torch.full((len(images),), c))
+        else:  # bagan, allgen
+            filled = B.with_generated(base, fill, torch.full((len(fill),), c))
+        if name in ("over", "mix", "bagan"):
             return filled
-        others = np.repeat([k for k in range(10) if k != c], args.others)  # allgen
+        others = np.repeat([k for k in range(10) if k != c], args.others)  # allgen, mixall, overall
         more = B.generate_classes(ck, others, names, size, 3, "cpu", temperature=args.temperature)
         return B.with_generated(filled, more, torch.from_numpy(others))
 
