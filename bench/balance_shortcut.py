@@ -22,6 +22,7 @@ images were read as, and the accuracy on 1,000 unseen generated minority images.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -46,7 +47,7 @@ def main() -> None:
     p.add_argument("--sets", default="bagan,allgen", help=f"comma list of {', '.join(SETS)}")
     p.add_argument("--epochs", type=int, default=10, help="the classifier's epochs (--evaluate's default: 10)")
     p.add_argument("--seed", type=int, default=0, help="the classifier's seed")
-    p.add_argument("--others", type=int, default=1000, help="allgen: generated images given to every other class")
+    p.add_argument("--others", type=int, default=1000, help="allgen, mixall, overall: generated images given to every other class")
     p.add_argument("--temperature", type=float, default=1.25, help="the fill's temperature (the bench's)")
     p.add_argument("--keep", type=float, default=0.025, help="the bench's --keep")
     p.add_argument("--data-seed", type=int, default=0, help="the bench's --seed (which minority images it kept)")
@@ -65,6 +66,12 @@ def main() -> None:
     fill = torch.from_numpy(np.load(args.work / f"bagan-{c}-fill.npz")["images"]).permute(0, 3, 1, 2).contiguous()
     ck = torch.load(args.work / f"bagan-{c}" / "checkpoints" / "last.pt", weights_only=True, map_location="cpu")
     unseen = B.generate_classes(ck, np.full(1000, c), names, size, 7, "cpu", temperature=args.temperature)
+    others = np.repeat([k for k in range(10) if k != c], args.others)
+
+    @functools.cache
+    def other_classes_generated() -> torch.Tensor:
+        """The other classes' generated images (allgen, mixall, overall): drawn once, the same for each set."""
+        return B.generate_classes(ck, others, names, size, 3, "cpu", temperature=args.temperature)
 
     def training_set(name: str) -> B.LabelledImages:
         over = B.oversample(base, targets, args.data_seed)
@@ -79,9 +86,7 @@ def main() -> None:
             filled = B.with_generated(base, fill, torch.full((len(fill),), c))
         if name in ("over", "mix", "bagan"):
             return filled
-        others = np.repeat([k for k in range(10) if k != c], args.others)  # allgen, mixall, overall
-        more = B.generate_classes(ck, others, names, size, 3, "cpu", temperature=args.temperature)
-        return B.with_generated(filled, more, torch.from_numpy(others))
+        return B.with_generated(filled, other_classes_generated(), torch.from_numpy(others))
 
     for name in args.sets.split(","):
         t0 = time.time()
