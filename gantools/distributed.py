@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-from gantools.errors import GantoolsError, Interrupted, UsageError, first_line
+from gantools.errors import GantoolsError, Interrupted, UsageError, exit_now, first_line
 
 # How long a collective may wait for the other ranks. Long, because the others wait at the next step
 # while rank 0 writes a checkpoint or a sample grid; a rank that dies is noticed sooner: gloo's
@@ -111,12 +111,7 @@ def exit_after_leaving(code: int) -> None:
     Returns (and the interpreter exits as usual) when this process never joined a group."""
     if not _left:
         return
-    import sys
-
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
+    exit_now(code)
 
 
 def _destroy() -> None:

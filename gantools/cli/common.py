@@ -134,10 +134,25 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             # The last resort for a file the user named that no check caught (e.g. a name too long).
             fail(f"{e.filename}: {e.strerror or e}")
+        except Exception as e:
+            if not _caused_by_ctrl_c(e):
+                raise
+            print("gantools: interrupted", file=sys.stderr, flush=True)
+            raise typer.Exit(130) from None
         finally:
             restore_sigterm()
 
     return wrapper
+
+
+def _caused_by_ctrl_c(e: BaseException | None) -> bool:
+    """Whether `e` is an error raised from a KeyboardInterrupt: Python 3.11 turns Ctrl-C during a class's
+    creation (a dataclass in torch's import) into "RuntimeError: Error calling __set_name__ ..."."""
+    for _ in range(8):  # a chain of causes, not a cycle
+        if e is None or isinstance(e, KeyboardInterrupt):
+            return e is not None
+        e = e.__cause__
+    return False
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
