@@ -1,19 +1,26 @@
-"""`python -m gantools` and the `gantools` script: gantools.cli.main, with Ctrl-C while the commands are
-still being imported ending as it ends later: one line on stderr, exit 130."""
+"""`python -m gantools` and the `gantools` script: gantools.cli.main as a process. Ctrl-C ends it with one
+line on stderr and exit 130, also while the commands are still being imported, and also where CPython would
+end the process by SIGINT instead (gantools.errors.exit_now)."""
 
 import sys
 
 
 def main() -> None:
-    """Import the command line, then run it."""
+    """Import the command line, run it, exit with its code."""
+    from gantools.errors import exit_now
+
     try:
         from gantools.cli import main as run
     except KeyboardInterrupt:
-        from gantools.errors import exit_now
-
         print("gantools: interrupted", file=sys.stderr)
         exit_now(130)
-    run()
+    try:
+        run()
+    except SystemExit as e:
+        distributed = sys.modules.get("gantools.distributed")
+        if e.code == 130 and (distributed is None or distributed.current().world == 1):
+            exit_now(130)  # not under torchrun, whose launcher sees its processes end as they end
+        raise
 
 
 if __name__ == "__main__":

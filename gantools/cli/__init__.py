@@ -11,7 +11,6 @@ import importlib
 import typer
 
 from gantools import __version__
-from gantools.errors import exit_now
 
 app = typer.Typer(
     name="gantools",
@@ -84,7 +83,8 @@ def main() -> None:
             sys.exit(2)
         print(f"{where}: error: {_usage_message(e.format_message())} (see '{where} --help')", file=sys.stderr)
         sys.exit(2)
-    except typer.Abort:  # typer.Abort is click's Abort in every typer version
+    except (typer.Abort, KeyboardInterrupt):  # typer.Abort is click's Abort in every typer version; Ctrl-C
+        # outside a command (handle_errors) and outside click's own catch: while typer builds the commands
         print("gantools: interrupted", file=sys.stderr)
         code = 130
     except BrokenPipeError:  # e.g. `gantools train --help | head`: the reader left; not an error of ours
@@ -94,9 +94,6 @@ def main() -> None:
         print(f"gantools: error: {e.format_message()}", file=sys.stderr)
         sys.exit(e.exit_code)
     code = code if isinstance(code, int) else 0
-    distributed = sys.modules.get("gantools.distributed")  # never imported by --help or completion
-    if distributed is not None:
-        distributed.exit_after_leaving(code)  # under torchrun: returns unless the group was left
-    if code == 130 and (distributed is None or distributed.current().world == 1):
-        exit_now(130)  # Ctrl-C: exit 130 even where CPython would end by SIGINT (gantools.errors.exit_now)
+    if "gantools.distributed" in sys.modules:  # under torchrun (never imported by --help or completion)
+        sys.modules["gantools.distributed"].exit_after_leaving(code)
     sys.exit(code)
