@@ -12,6 +12,10 @@ its fill of the minority), train `gantools.balance.train_classifier` (the --eval
 - mixall: mix, and every other class also gets --others generated images, as allgen
 - overall: over, and every other class also gets --others generated images (mixall's control: does the
           minority's fill help, or only the other classes' generated images?)
+- product: mixall as the product builds it: what `gantools balance --model CKPT --real-share R
+          --min-generated N --temperature T --seed S` adds to the imbalanced set (gantools.balance.plan_fill
+          and filled, --evaluate's arm (b); R, N, T, S: --real-share, --others, --temperature,
+          --balance-seed): its own copies and generated images, not the bench's fill
 
 One JSON line per set on stdout: the minority's test accuracy, macro accuracy, what the minority's test
 images were read as, and the accuracy on 1,000 unseen generated minority images.
@@ -37,7 +41,7 @@ from conditional import MNIST, load_mnist  # noqa: E402
 
 import gantools.balance as B  # noqa: E402
 
-SETS = ("over", "bagan", "allgen", "mix", "mixall", "overall")
+SETS = ("over", "bagan", "allgen", "mix", "mixall", "overall", "product")
 
 
 def main() -> None:
@@ -47,7 +51,9 @@ def main() -> None:
     p.add_argument("--sets", default="bagan,allgen", help=f"comma list of {', '.join(SETS)}")
     p.add_argument("--epochs", type=int, default=10, help="the classifier's epochs (--evaluate's default: 10)")
     p.add_argument("--seed", type=int, default=0, help="the classifier's seed")
-    p.add_argument("--others", type=int, default=1000, help="allgen, mixall, overall: generated images given to every other class")
+    p.add_argument("--others", type=int, default=1000, help="allgen, mixall, overall: generated images given to every other class (product: --min-generated)")
+    p.add_argument("--real-share", type=float, default=0.5, help="product: balance's --real-share")
+    p.add_argument("--balance-seed", type=int, default=0, help="product: balance's --seed")
     p.add_argument("--temperature", type=float, default=1.25, help="the fill's temperature (the bench's)")
     p.add_argument("--keep", type=float, default=0.025, help="the bench's --keep")
     p.add_argument("--data-seed", type=int, default=0, help="the bench's --seed (which minority images it kept)")
@@ -74,6 +80,9 @@ def main() -> None:
         return B.generate_classes(ck, others, names, size, 3, "cpu", temperature=args.temperature)
 
     def training_set(name: str) -> B.LabelledImages:
+        if name == "product":
+            plan = B.plan_fill(counts, targets, args.real_share, args.others)
+            return B.filled(base, plan, ck, args.balance_seed, "cpu", args.temperature)
         over = B.oversample(base, targets, args.data_seed)
         if name in ("over", "overall"):
             filled = over

@@ -26,7 +26,8 @@ from gantools.log import info, warn
 DEFAULT_MODEL = "bagan"
 FOLDER_KIND = "balance"  # the kind in the manifest of OUT and of its class folders (fsutil.OutputFolder)
 MANIFEST_NAME = "manifest.csv"
-MANIFEST_COLUMNS = ("image", "class", "label", "generated", "source")
+# copy: a copy of the original named in `source` (balance --real-share), left-right mirrored when `flipped`
+MANIFEST_COLUMNS = ("image", "class", "label", "generated", "copy", "flipped", "source")
 # Each class needs this many images: a class's latent distribution (BAGAN: a mean and covariance of its codes)
 # is not defined by one image.
 MIN_CLASS_IMAGES = 2
@@ -163,24 +164,67 @@ def split_per_class(data: LabelledImages, fraction: float, seed: int) -> tuple[L
             data.subset(torch.from_numpy(np.sort(np.concatenate(test_idx)))))
 
 
-def oversample(data: LabelledImages, targets: list[int], seed: int) -> LabelledImages:
-    """Plain oversampling: each class filled up to its target with copies of its images (drawn with
-    replacement), each copy flipped left-right with probability 1/2."""
+@dataclass
+class Copies:
+    """Copies of some of a set's images (oversampling): `index` into the set, `flipped` left-right or not;
+    `images` and `labels` are the copies themselves."""
+
+    index: torch.Tensor
+    flipped: torch.Tensor
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    @staticmethod
+    def none(data: LabelledImages) -> "Copies":
+        empty = torch.zeros(0, dtype=torch.int64)
+        return Copies(empty, empty.bool(), data.images[:0], data.labels[:0])
+
+
+def draw_copies(data: LabelledImages, per_class: list[int], seed: int) -> Copies:
+    """`per_class[k]` copies of class k's images, drawn with replacement, each flipped left-right with
+    probability 1/2 (seeded)."""
     rng = np.random.default_rng(seed)
     labels = data.labels.numpy()
-    extra = []
-    for k, want in enumerate(targets):
-        idx = np.flatnonzero(labels == k)
-        if want > len(idx):
-            extra.append(rng.choice(idx, want - len(idx)))
+    extra = [rng.choice(np.flatnonzero(labels == k), n) for k, n in enumerate(per_class) if n > 0]
     if not extra:
-        return data
+        return Copies.none(data)
     picked = torch.from_numpy(np.concatenate(extra))
     copies = data.images[picked].clone()
     flip = torch.from_numpy(rng.random(len(picked)) < 0.5)
     copies[flip] = copies[flip].flip(-1)
-    return LabelledImages(torch.cat([data.images, copies]), torch.cat([data.labels, data.labels[picked]]),
-                          data.class_names, data.source)
+    return Copies(picked, flip, copies, data.labels[picked])
+
+
+def oversample(data: LabelledImages, targets: list[int], seed: int) -> LabelledImages:
+    """Plain oversampling: each class filled up to its target with copies of its images (draw_copies)."""
+    copies = draw_copies(data, [max(0, t - c) for c, t in zip(data.counts(), targets)], seed)
+    return with_generated(data, copies.images, copies.labels) if len(copies.labels) else data
+
+
+@dataclass(frozen=True)
+class FillPlan:
+    """How many images each class gains: `copies[k]` copies of its own images and `generated[k]` GAN images."""
+
+    copies: list[int]
+    generated: list[int]
+
+    def generated_labels(self) -> np.ndarray:
+        """The class of each image to generate: class 0's first, then class 1's, ..."""
+        return np.repeat(np.arange(len(self.generated)), self.generated).astype(np.int64)
+
+
+def plan_fill(counts: list[int], targets: list[int], real_share: float = 0.0, min_generated: int = 0) -> FillPlan:
+    """Each class's gap to its target: real_share x gap copies of its own images (rounded half up), the rest
+    generated; then every class gets at least `min_generated` generated images, beyond its target where its
+    gap left fewer (so that "generated" does not mark the rare classes to a classifier). real_share 0 and
+    min_generated 0: the paper's fill, all generated."""
+    from gantools.options import RANGES
+
+    RANGES["real_share"].check("--real-share", real_share)
+    RANGES["min_generated"].check("--min-generated", min_generated)
+    gaps = [t - c for c, t in zip(counts, targets)]
+    copies = [int(np.floor(real_share * g + 0.5)) for g in gaps]  # half up (Python's round: half to even)
+    return FillPlan(copies, [max(g - k, min_generated) for g, k in zip(gaps, copies)])
 
 
 def with_generated(data: LabelledImages, images: torch.Tensor, labels: torch.Tensor) -> LabelledImages:
@@ -305,11 +349,6 @@ def generate_classes(ck: dict, labels: list[int] | np.ndarray, class_names: list
     return images
 
 
-def plan_labels(counts: list[int], targets: list[int]) -> np.ndarray:
-    """The class of each image to generate: class 0's first, then class 1's, ..."""
-    return np.repeat(np.arange(len(counts)), [t - c for c, t in zip(counts, targets)]).astype(np.int64)
-
-
 # ----------------------------------------------------------------------------- writing OUT
 
 
@@ -376,16 +415,22 @@ def generated_name(i: int) -> str:
     return f"gen-{i:06d}.png"
 
 
+def copy_name(i: int) -> str:
+    """A copy's file name in a class folder (--real-share): copy-000001.png; the manifest names its original."""
+    return f"copy-{i:06d}.png"
+
+
 def _hwc(images: torch.Tensor) -> np.ndarray:
     return images.permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def write_folder(out: str, data: LabelledImages, files: list | None, gen_images: torch.Tensor,
-                 gen_labels: np.ndarray, only_generated: bool, overwrite: bool) -> list[dict]:
+                 gen_labels: np.ndarray, only_generated: bool, overwrite: bool,
+                 copies: Copies | None = None) -> list[dict]:
     """OUT/<class>/ holds the class's originals (files copied byte for byte; array sources as PNGs named by
-    their index in DATA) and its generated images (gen-NNNNNN.png); OUT/manifest.csv lists them. All files
-    are written under temporary names and put in place at the end (fsutil.OutputFolder); on any error or
-    Ctrl-C nothing is left."""
+    their index in DATA), its `copies` (copy-NNNNNN.png) and its generated images (gen-NNNNNN.png);
+    OUT/manifest.csv lists them. All files are written under temporary names and put in place at the end
+    (fsutil.OutputFolder); on any error or Ctrl-C nothing is left."""
     from gantools.data.stream import encode_png
     from gantools.fsutil import OutputFolder, plain_name
 
@@ -412,16 +457,24 @@ def write_folder(out: str, data: LabelledImages, files: list | None, gen_images:
                         _copy_original(path, member, folder.path(name))
                         source = original_source(data, files, i)
                     rows.append({"image": f"{cname}/{name}", "class": cname, "label": k, "generated": 0,
-                                 "source": source})
+                                 "copy": 0, "flipped": 0, "source": source})
             mine = np.flatnonzero(gen_labels == k)
+            copied = torch.nonzero(copies.labels == k).flatten().tolist() if copies is not None else []
             pending = [f"{cname}/{generated_name(j + 1)}" for j in range(len(mine))]
-            clash = next((p for p in pending if p.split("/", 1)[1] in used), None)
+            pending_copies = [f"{cname}/{copy_name(j + 1)}" for j in range(len(copied))]
+            clash = next((p for p in pending + pending_copies if p.split("/", 1)[1] in used), None)
             if clash is not None:  # an original named like a generated image: the manifest would still tell
-                raise GantoolsError(f"DATA {data.source}: holds a file named {clash}, the name of a generated "
-                                    "image; rename it or write OUT as .npz or .h5")
+                raise GantoolsError(f"DATA {data.source}: holds a file named {clash}, the name gantools gives "
+                                    "its own images; rename it or write OUT as .npz or .h5")
+            for j, i in enumerate(copied):
+                folder.path(copy_name(j + 1)).write_bytes(encode_png(_hwc(copies.images[i:i + 1])[0]))
+                rows.append({"image": pending_copies[j], "class": cname, "label": k, "generated": 0, "copy": 1,
+                             "flipped": int(copies.flipped[i]),
+                             "source": original_source(data, files, int(copies.index[i]))})
             for j, i in enumerate(mine):
                 folder.path(generated_name(j + 1)).write_bytes(encode_png(_hwc(gen_images[i:i + 1])[0]))
-                rows.append({"image": pending[j], "class": cname, "label": k, "generated": 1, "source": ""})
+                rows.append({"image": pending[j], "class": cname, "label": k, "generated": 1, "copy": 0,
+                             "flipped": 0, "source": ""})
         _write_manifest(rows, top.path(MANIFEST_NAME))
         for folder in folders:
             folder.commit()
@@ -451,26 +504,40 @@ def _write_manifest(rows: list[dict], path: Path) -> None:
 
 
 def write_arrays(out: str, data: LabelledImages, gen_images: torch.Tensor, gen_labels: np.ndarray,
-                 only_generated: bool, overwrite: bool, stdout=None, files: list | None = None) -> list[dict]:
-    """OUT as .npz/.h5 (uint8 NHWC 'images', int64 'labels', bool 'generated', 'class_names') or the image
-    stream: originals first, in DATA's order, then the generated images class by class. `files`: DATA's
-    per-row files (ImageSet.files), for the manifest's `source`."""
+                 only_generated: bool, overwrite: bool, stdout=None, files: list | None = None,
+                 copies: Copies | None = None) -> list[dict]:
+    """OUT as .npz/.h5 (uint8 NHWC 'images', int64 'labels', bool 'generated' and 'copied', 'class_names') or
+    the image stream: originals first, in DATA's order, then the `copies`, then the generated images class by
+    class. `files`: DATA's per-row files (ImageSet.files), for the manifest's `source`."""
     from gantools.data.writers import ImageWriter
 
+    copies = copies if copies is not None else Copies.none(data)
     real = 0 if only_generated else len(data.labels)
-    labels = np.concatenate([data.labels.numpy()[:real], gen_labels]).astype(np.int64)
-    generated = np.arange(len(labels)) >= real
+    n_copies = len(copies.labels)
+    labels = np.concatenate([data.labels.numpy()[:real], copies.labels.numpy(), gen_labels]).astype(np.int64)
+    row = np.arange(len(labels))
+    generated, copied = row >= real + n_copies, (row >= real) & (row < real + n_copies)
     kind = output_kind(out)
-    extra = {} if kind == "stream" else {"generated": generated}
+    extra = {} if kind == "stream" else {"generated": generated, "copied": copied}
     with ImageWriter(out, class_names=data.class_names, extra=extra, stdout=stdout, overwrite=overwrite,
                      count=len(labels)) as writer:
         if real:
             writer.write(_hwc(data.images), data.labels.numpy())
+        if n_copies:
+            writer.write(_hwc(copies.images), copies.labels.numpy())
         if len(gen_labels):
             writer.write(_hwc(gen_images), gen_labels)
-    return [{"image": f"{i:06d}.png" if kind == "stream" else str(i), "class": data.class_names[k], "label": int(k), "generated": int(g),
-             "source": original_source(data, files, i) if not g else ""}
-            for i, (k, g) in enumerate(zip(labels.tolist(), generated.tolist()))]
+
+    def source(i: int) -> str:
+        if i < real:
+            return original_source(data, files, i)
+        return original_source(data, files, int(copies.index[i - real])) if copied[i] else ""
+
+    flipped = np.zeros(len(labels), dtype=bool)
+    flipped[real:real + n_copies] = copies.flipped.numpy()
+    return [{"image": f"{i:06d}.png" if kind == "stream" else str(i), "class": data.class_names[k], "label": int(k),
+             "generated": int(generated[i]), "copy": int(copied[i]), "flipped": int(flipped[i]), "source": source(i)}
+            for i, k in enumerate(labels.tolist())]
 
 
 # ----------------------------------------------------------------------------- the command
@@ -479,15 +546,20 @@ def write_arrays(out: str, data: LabelledImages, gen_images: torch.Tensor, gen_l
 def balance(data: str, out: str, target: str = "max", training: Training | None = None, *,
             checkpoint: str | None = None, save_model: str | None = None, manifest: str | None = None,
             only_generated: bool = False, seed: int = 0, device: str = "auto", overwrite: bool = False,
-            temperature: float | None = None, stdout=None) -> dict:
+            temperature: float | None = None, real_share: float = 0.0, min_generated: int = 0,
+            stdout=None) -> dict:
     """Fill DATA's classes up to `target` with generated images and write OUT (a folder of class folders,
     .npz/.h5, or '-' for the stream on `stdout`) with its manifest. Every check comes before any work;
-    nothing is left half-written. `temperature` scales the latents (`gantools sample --temperature`).
-    Returns the summary: per class real, generated and total in OUT."""
+    nothing is left half-written. `temperature` scales the latents (`gantools sample --temperature`);
+    `real_share` and `min_generated` as plan_fill's. Returns the summary: per class real, copied, generated
+    and total in OUT."""
     from gantools.objective import check_temperature
 
     training = training or Training()
     check_temperature(temperature)
+    plan_fill([0], [0], real_share, min_generated)  # refuses them before any work
+    if only_generated and real_share > 0:
+        raise UsageError("--only-generated and --real-share: the copies are real images; leave out one of them")
     kind = check_outputs(data, out, manifest, save_model, overwrite)
     if kind == "stream" and manifest is None and not only_generated:
         raise UsageError("-o -: the stream cannot say which images are generated; give --manifest FILE.csv "
@@ -496,35 +568,40 @@ def balance(data: str, out: str, target: str = "max", training: Training | None 
     images, ds = open_labelled(data)
     counts = images.counts()
     targets = parse_target(target, counts, images.class_names)
-    if only_generated and targets == counts:
+    plan = plan_fill(counts, targets, real_share, min_generated)
+    if only_generated and not any(plan.generated):
         raise UsageError(f"--only-generated: nothing to generate, every class already has --target {target}")
     files = ds.files  # a folder or zip's per-image files (None for an array file or the stream)
     ck = obtain_balancer(images, data, training, checkpoint=checkpoint, seed=seed, device=device)
     info(f"balance: {images.source}: {len(images.labels)} images in {len(counts)} classes; generating "
-         f"{sum(targets) - sum(counts)} with {ck['model']}")
-    gen_labels = plan_labels(counts, targets)
+         f"{sum(plan.generated)} with {ck['model']}" + (f", copying {sum(plan.copies)}" if any(plan.copies) else ""))
+    copies = draw_copies(images, plan.copies, seed)
+    gen_labels = plan.generated_labels()
     gen_images = generate_classes(ck, gen_labels, images.class_names, (ds.height, ds.width), seed, device,
                                   temperature=temperature)
     if kind == "folder":
-        rows = write_folder(out, images, files, gen_images, gen_labels, only_generated, overwrite)
+        rows = write_folder(out, images, files, gen_images, gen_labels, only_generated, overwrite, copies)
     else:
+        def write() -> list[dict]:
+            return write_arrays(out, images, gen_images, gen_labels, only_generated, overwrite, stdout, files, copies)
+
         if manifest is not None:
             from gantools.fsutil import atomic_path
 
             with atomic_path(manifest, overwrite) as tmp:
-                rows = write_arrays(out, images, gen_images, gen_labels, only_generated, overwrite, stdout, files)
+                rows = write()
                 _write_manifest(rows, tmp)
         else:
-            rows = write_arrays(out, images, gen_images, gen_labels, only_generated, overwrite, stdout, files)
+            rows = write()
     save_balancer(ck, save_model, overwrite)
     real = [0] * len(counts) if only_generated else counts
-    made = [t - c for c, t in zip(counts, targets)]
     return {
         "data": images.source, "out": out, "manifest": str(Path(out) / MANIFEST_NAME) if kind == "folder" else manifest,
         "model": ck["model"], "checkpoint": checkpoint or save_model, "seed": seed, "temperature": temperature,
-        "images": len(rows),
-        "classes": [{"class": n, "label": k, "in_data": c, "real": r, "generated": g, "total": r + g}
-                    for k, (n, c, r, g) in enumerate(zip(images.class_names, counts, real, made))],
+        "real_share": real_share, "min_generated": min_generated, "images": len(rows),
+        "classes": [{"class": n, "label": k, "in_data": c, "real": r, "copied": m, "generated": g, "total": r + m + g}
+                    for k, (n, c, r, m, g) in enumerate(zip(images.class_names, counts, real, plan.copies,
+                                                            plan.generated))],
     }
 
 
@@ -678,13 +755,26 @@ def pair_ssim(images: torch.Tensor, pairs: int, seed: int = 0) -> float | None:
 # ----------------------------------------------------------------------------- --evaluate: the protocol
 
 
+def filled(data: LabelledImages, plan: FillPlan, ck: dict, seed: int = 0, device: str = "cpu",
+           temperature: float | None = None) -> LabelledImages:
+    """`data` with the images `balance` would add to it by `plan` (its copies, then its generated images, from
+    the same seed): --evaluate's arm (b); bench/balance_shortcut.py's `product`."""
+    copies = draw_copies(data, plan.copies, seed)
+    gen_labels = plan.generated_labels()
+    gen_images = generate_classes(ck, gen_labels, data.class_names, tuple(data.images.shape[2:]), seed, device,
+                                  temperature=temperature)
+    return with_generated(data, torch.cat([copies.images, gen_images]),
+                          torch.cat([copies.labels, torch.from_numpy(gen_labels)]))
+
+
 def evaluate_balance(data: str, test: str | None = None, test_split: float = 0.2, target: str = "max",
                      training: Training | None = None, *, checkpoint: str | None = None,
                      save_model: str | None = None, overwrite: bool = False, classifier_epochs: int = 10,
                      judge_count: int = 100, ssim_pairs: int = 100, seed: int = 0, device: str = "auto",
-                     temperature: float | None = None) -> dict:
+                     temperature: float | None = None, real_share: float = 0.0, min_generated: int = 0) -> dict:
     """The BAGAN paper's protocol on the user's data. One classifier each is trained on (a) the training images
-    as they are, (b) them filled up to `target` by the balancer, (c) them filled up by plain oversampling
+    as they are, (b) them filled up to `target` by the balancer (as `balance` with the same `real_share` and
+    `min_generated` fills them), (c) them filled up by plain oversampling
     (`oversample`), and tested on held-out real images (`test`, else `test_split` of each class): per-class,
     minority-class and macro accuracy. Per class also: the generated-image accuracy (the share of `judge_count`
     generated images that classifier (c) labels as their class: (c) saw only real images, every class as
@@ -696,6 +786,7 @@ def evaluate_balance(data: str, test: str | None = None, test_split: float = 0.2
 
     training = training or Training()
     check_temperature(temperature)
+    plan_fill([0], [0], real_share, min_generated)  # refuses them before any work
     if save_model is not None:
         check_target(save_model, overwrite, inputs=[data])
     _check_reuse(checkpoint, save_model, training)
@@ -718,10 +809,10 @@ def evaluate_balance(data: str, test: str | None = None, test_split: float = 0.2
                          seed=seed, device=device)
     info(f"balance --evaluate: {len(train_set.labels)} training images, {len(test_set.labels)} test images ({held})")
     dev = resolve_device(device)
-    gen_labels = plan_labels(counts, targets)
-    gen_images = generate_classes(ck, gen_labels, train_set.class_names, size, seed, str(dev), temperature=temperature)
+    plan = plan_fill(counts, targets, real_share, min_generated)
+    balanced = filled(train_set, plan, ck, seed, str(dev), temperature)
     sets = {"as_is": train_set,
-            "balanced": with_generated(train_set, gen_images, torch.from_numpy(gen_labels)),
+            "balanced": balanced,
             "oversampled": oversample(train_set, targets, seed)}
     minority = minority_classes(counts)
     results, models = {}, {}
@@ -738,7 +829,7 @@ def evaluate_balance(data: str, test: str | None = None, test_split: float = 0.2
     for k, name in enumerate(train_set.class_names):
         classes.append({
             "class": name, "train": counts[k], "test": int((test_set.labels == k).sum()),
-            "generated": int(targets[k] - counts[k]), "minority": k in minority,
+            "copied": plan.copies[k], "generated": plan.generated[k], "minority": k in minority,
             "accuracy": {m: results[m]["per_class"][k] for m in results},
             "generated_accuracy": gen_acc[k],
             "ssim_generated": pair_ssim(judged[torch.from_numpy(judge_labels == k)], ssim_pairs, seed),
@@ -749,7 +840,7 @@ def evaluate_balance(data: str, test: str | None = None, test_split: float = 0.2
         del r["per_class"]
     return {
         "data": full.source, "test": test if test is not None else f"split {test_split:g}", "seed": seed,
-        "temperature": temperature,
+        "temperature": temperature, "real_share": real_share, "min_generated": min_generated,
         "model": ck["model"], "checkpoint": checkpoint or save_model,
         "classifier": classifier_name(min(size)), "classifier_epochs": classifier_epochs,
         "minority_rule": f"fewer than {MINORITY_FRACTION:g} x the largest class's training images",

@@ -115,6 +115,7 @@ RANGES: dict[str, Range] = {
     "iterations": AT_LEAST_1,
     "draws": AT_LEAST_1,  # impute: random completions to write
     "classifier_epochs": AT_LEAST_1,  # balance --evaluate: passes of each classifier over its set
+    "min_generated": Range(int, 0),  # balance: generated images every class gets at least
     # rates, weights and the like
     "lr_g": POSITIVE,
     "lr_d": POSITIVE,
@@ -123,6 +124,7 @@ RANGES: dict[str, Range] = {
     "ema_rampup": Range(float, 0, 1, lo_open=True, special={0: "no warm-up"}),
     "r1": Range(float, 0, lo_open=True, special={0: "off"}),
     "test_split": Range(float, 0, 1, lo_open=True, hi_open=True),  # balance --evaluate: held-out fraction
+    "real_share": Range(float, 0, 1, hi_open=True),  # balance: the share of each class's fill copied, not generated
     "truncation": POSITIVE,
     "temperature": POSITIVE,  # sample, balance: z times T
     "fps": POSITIVE,

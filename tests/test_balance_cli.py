@@ -73,7 +73,7 @@ def test_a_folder_out_holds_every_original_unchanged_and_the_generated_images(sk
         assert {row["image"] for row in mine if row["generated"] == "1"} == {f"{name}/{p.name}" for p in generated}
         label = sorted(skewed["names"]).index(name)  # a folder tree's classes are its sorted folder names
         assert all(row["label"] == str(label) for row in mine)
-        assert summary["classes"][label] == {"class": name, "label": label, "in_data": COUNTS[k], "real": COUNTS[k],
+        assert summary["classes"][label] == {"class": name, "label": label, "in_data": COUNTS[k], "real": COUNTS[k], "copied": 0,
                                              "generated": want - COUNTS[k], "total": want}
 
 
@@ -481,9 +481,10 @@ def test_the_tables_show_class_names_and_paths_as_written(capsys):
                        "classes": [{"class": "[b]bold[/b]", "minority": True, "train": 3, "test": 1, "generated": 1,
                                     "accuracy": acc, "generated_accuracy": 1.0, "ssim_generated": 0.1,
                                     "ssim_real": 0.1}], "minority_rule": "rule", "minority_classes": ["[b]bold[/b]"],
-                       "judge_count": 4, "ssim_pairs": 2})
+                       "judge_count": 4, "ssim_pairs": 2, "real_share": 0.5, "min_generated": 7})
     out = capsys.readouterr().out
     assert "out[1]" in out and "test: t[est]" in out
+    assert "balanced by bagan, 0.5 of each gap copied, at least 7 generated per class," in out
     assert out.count("[b]bold[/b]") == 4  # the summary, both evaluation tables and the minority line
 
 
@@ -552,3 +553,102 @@ def test_the_classifiers_rate_decays_linearly_to_zero(monkeypatch):
     assert len(rates) == 2 * -(-len(y) // 64)
     assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-3 / len(rates))
     assert all(a > b for a, b in zip(rates, rates[1:]))
+
+
+# --real-share and --min-generated: the fill measured to beat oversampling (bench/RESULTS.md, balance)
+SHARE = ["--real-share", "0.5", "--min-generated", "2"]
+# COUNTS [12, 9, 4, 3] filled to 12: gaps 0, 3, 8, 9; copies half of each gap rounded half up: 0, 2, 4, 5; the rest
+# generated, at least 2 per class: 2, 2, 4, 4 (circle and square end above 12)
+SHARE_COPIES, SHARE_GENERATED = [0, 2, 4, 5], [2, 2, 4, 4]
+
+
+def test_plan_fill_splits_each_gap_and_gives_every_class_its_minimum():
+    from gantools.balance import plan_fill
+    from gantools.errors import UsageError
+
+    plan = plan_fill(COUNTS, [12] * 4, 0.5, 2)
+    assert plan.copies == SHARE_COPIES and plan.generated == SHARE_GENERATED
+    assert plan.generated_labels().tolist() == [0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3]
+    paper = plan_fill(COUNTS, [12] * 4)
+    assert paper.copies == [0] * 4 and paper.generated == [0, 3, 8, 9]
+    assert plan_fill([5, 1], [5, 9], 0.25, 0).copies == [0, 2]  # 0.25 x 8 = 2
+    with pytest.raises(UsageError, match="--real-share 1: must be"):
+        plan_fill(COUNTS, [12] * 4, 1.0)
+    with pytest.raises(UsageError, match="--min-generated -1: must be"):
+        plan_fill(COUNTS, [12] * 4, 0.0, -1)
+
+
+def _is_copy(row: dict, image: np.ndarray, original: np.ndarray) -> bool:
+    """Whether `image` is `original`, mirrored left-right when the manifest row says flipped."""
+    return np.array_equal(image, original[:, ::-1] if row["flipped"] == "1" else original)
+
+
+def test_real_share_writes_copies_of_each_classs_own_images_beside_the_generated(skewed, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "mixed"
+    r = run_cli("balance", skewed["tree"], "-o", out, "--model", skewed["ckpt"], *SHARE, "--json")
+    assert r.code == 0, r.err
+    summary = json.loads(r.text)
+    rows = _manifest(out / "manifest.csv")
+    assert sorted(row["image"] for row in rows) == sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    names = sorted(skewed["names"])  # a folder tree's classes are its sorted folder names
+    flips = []
+    for k, name in enumerate(skewed["names"]):
+        copies, generated = sorted((out / name).glob("copy-*.png")), sorted((out / name).glob("gen-*.png"))
+        assert (len(copies), len(generated)) == (SHARE_COPIES[k], SHARE_GENERATED[k])
+        assert len(list((out / name).glob("*.png"))) == COUNTS[k] + SHARE_COPIES[k] + SHARE_GENERATED[k]
+        c = summary["classes"][names.index(name)]
+        assert (c["real"], c["copied"], c["generated"]) == (COUNTS[k], SHARE_COPIES[k], SHARE_GENERATED[k])
+        mine = {row["image"]: row for row in rows if row["class"] == name}
+        for p in copies:  # a copy of one of its own class's originals, which the manifest names
+            row = mine[f"{name}/{p.name}"]
+            assert (row["generated"], row["copy"]) == ("0", "1")
+            source = Path(row["source"])
+            assert source.parent == skewed["tree"] / name
+            assert _is_copy(row, np.asarray(Image.open(p)), np.asarray(Image.open(source)))
+            flips.append(row["flipped"])
+        assert all(mine[f"{name}/{p.name}"]["copy"] == "0" for p in generated)
+    assert set(flips) == {"0", "1"}  # each copy mirrored with probability 1/2: 11 copies show both
+
+
+def test_real_share_in_an_npz_flags_the_copies_and_evaluate_trains_on_the_same_fill(skewed, tmp_path):
+    out, manifest = tmp_path / "m.npz", tmp_path / "m.csv"
+    r = run_cli("balance", skewed["npz"], "-o", out, "--model", skewed["ckpt"], *SHARE, "--manifest", manifest)
+    assert r.code == 0, r.err
+    rows, n, copies = _manifest(manifest), len(skewed["y"]), sum(SHARE_COPIES)
+    with np.load(out) as f:
+        images, labels, generated, copied = f["images"], f["labels"], f["generated"], f["copied"]
+    assert np.array_equal(images[:n], skewed["x"])  # the originals first, then the copies, then the generated
+    assert copied.tolist() == [False] * n + [True] * copies + [False] * sum(SHARE_GENERATED)
+    assert generated.tolist() == [False] * (n + copies) + [True] * sum(SHARE_GENERATED)
+    assert [row["copy"] == "1" for row in rows] == copied.tolist()
+    for i in range(n, n + copies):
+        source = int(rows[i]["source"].rpartition("#")[2])
+        assert labels[i] == skewed["y"][source] and _is_copy(rows[i], images[i], skewed["x"][source])
+    assert np.bincount(labels[n:], minlength=4).tolist() == [a + b for a, b in zip(SHARE_COPIES, SHARE_GENERATED)]
+    # --evaluate's arm (b) is this fill of its training split
+    r = run_cli("balance", skewed["npz"], "--evaluate", "--model", skewed["ckpt"], "--test-split", "0.25",
+                "--classifier-epochs", "1", *SHARE, "--json")
+    assert r.code == 0, r.err
+    report = json.loads(r.text)
+    assert (report["real_share"], report["min_generated"]) == (0.5, 2)
+    from gantools.balance import plan_fill
+
+    train = [c["train"] for c in report["classes"]]
+    plan = plan_fill(train, [max(train)] * 4, 0.5, 2)
+    assert [c["copied"] for c in report["classes"]] == plan.copies
+    assert [c["generated"] for c in report["classes"]] == plan.generated
+    assert report["columns"]["balanced"]["train_images"] == sum(train) + sum(plan.copies) + sum(plan.generated)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--real-share", "1"], "--real-share 1: must be a number in [0, 1)"),
+    (["--min-generated", "-3"], "--min-generated -3: must be an integer >= 0"),
+    (["--real-share", "0.5", "--only-generated"], "--only-generated and --real-share"),
+])
+def test_real_share_and_min_generated_out_of_range_are_refused(skewed, tmp_path, args, words):
+    r = run_cli("balance", skewed["npz"], "-o", tmp_path / "o.npz", "--model", skewed["ckpt"], *args)
+    assert r.code == 2 and r.out == b"", r.err
+    assert len(r.err.strip().splitlines()) == 1 and words in r.err, r.err
+    assert list(tmp_path.iterdir()) == []

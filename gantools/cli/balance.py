@@ -17,11 +17,15 @@ from gantools.cli.names import complete_checkpoints, complete_data, complete_dev
     "DATA: any labelled image source (class subfolders, .npz/.h5 with labels, IDX, a labelled stream). OUT: a "
     "folder of class subfolders (the originals copied unchanged, generated images named gen-NNNNNN.png, and "
     "manifest.csv), x.npz or x.h5 (uint8 'images', 'labels', 'generated' (true for a generated row), "
-    "'class_names'), or - (the image stream; its manifest goes to --manifest). The manifest is CSV: image, "
-    "class, label, generated (1 or 0), source. A per-class table (real, generated, total) goes to stdout "
-    "(stderr when OUT is the stream), or --json.\n\n"
+    "'copied', 'class_names'), or - (the image stream; its manifest goes to --manifest). The manifest is "
+    "CSV: image, class, label, generated (1 or 0), copy (1: a copy of the original named in source, "
+    "--real-share), flipped (1: that copy mirrored), source. A per-class table (real, copied, generated, "
+    "total) goes to stdout (stderr when OUT is the stream), or --json.\n\n"
+    "--real-share and --min-generated change the paper's fill (all generated, only where a class is short) "
+    "into the one measured to beat oversampling on MNIST: --real-share 0.5 --min-generated 1000 (README).\n\n"
     "--evaluate writes no images: it trains a classifier (a small CNN under 64 px, ResNet-18 from 64 px, "
-    "no pretrained weights) on the training images (a) as they are, (b) balanced by the GAN, (c) balanced by "
+    "no pretrained weights) on the training images (a) as they are, (b) balanced by the GAN (with "
+    "--real-share and --min-generated as given), (c) balanced by "
     "oversampling with flips, and prints each one's per-class, minority-class and macro accuracy on held-out "
     "real images, and per class the accuracy of classifier (c) on generated images and the mean SSIM of "
     "random pairs of generated images beside real ones.",
@@ -52,6 +56,8 @@ def balance(
                                        autocompletion=complete_data),
     test_split: Optional[float] = typer.Option(None, "--test-split", help="With --evaluate: the fraction of each class of DATA held out for testing (seeded) [default: 0.2]."),
     classifier_epochs: Optional[int] = typer.Option(None, "--classifier-epochs", help="With --evaluate: passes of each classifier over its training set [default: 10]."),
+    real_share: float = typer.Option(0.0, "--real-share", help="The share of each class's fill made of copies of its own images (drawn with replacement, each mirrored left-right with probability 1/2, as oversampling), the rest generated; OUT names them copy-NNNNNN.png [default: 0, all generated, the paper's]."),
+    min_generated: int = typer.Option(0, "--min-generated", help="Give every class at least N generated images, beyond --target where its fill has fewer, so that a classifier cannot learn that generated means rare [default: 0]."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Scale the generator's latents by T (bagan, bagan-gp: each class's Gaussian's spread); above 1 more varied, below 1 more typical, as `gantools sample --temperature` [default: 1, the paper's sampling]."),
     seed: int = typer.Option(0, "--seed", help="Seed of the GAN's training and of the generated images (and of --evaluate's split and classifiers)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps.", autocompletion=complete_devices),
@@ -79,7 +85,8 @@ def balance(
 
         given = {k: v for k, v in (("test_split", test_split), ("classifier_epochs", classifier_epochs)) if v is not None}
         report = evaluate_balance(data, test, target=target, training=training, checkpoint=model, save_model=save_model,
-                                  overwrite=overwrite, seed=seed, device=device, temperature=temperature, **given)
+                                  overwrite=overwrite, seed=seed, device=device, temperature=temperature,
+                                  real_share=real_share, min_generated=min_generated, **given)
         print_json(report) if json_ else _print_evaluation(report)
         return
     given = [flag for flag, v in (("--test", test), ("--test-split", test_split),
@@ -93,7 +100,7 @@ def balance(
 
     summary = run_balance(data, out, target, training, checkpoint=model, save_model=save_model, manifest=manifest,
                           only_generated=only_generated, seed=seed, device=device, overwrite=overwrite,
-                          temperature=temperature)
+                          temperature=temperature, real_share=real_share, min_generated=min_generated)
     if json_:
         print_json(summary)
     else:
@@ -118,11 +125,14 @@ def _print_summary(s: dict, to_stderr: bool) -> None:
     if to_stderr and verbosity() < 0:
         return
     table = Table(title=escape(f"{s['out']}: {s['images']} images ({s['model']}, seed {s['seed']})"), title_justify="left")
-    for name in ("class", "real", "generated", "total"):
-        table.add_column(name, justify="left" if name == "class" else "right")
+    columns = ("real", "copied", "generated", "total") if any(c.get("copied") for c in s["classes"]) else \
+        ("real", "generated", "total")
+    table.add_column("class", justify="left")
+    for name in columns:
+        table.add_column(name, justify="right")
     for c in s["classes"]:
-        table.add_row(escape(c["class"]), str(c["real"]), str(c["generated"]), str(c["total"]))
-    table.add_row("all", *(str(sum(c[k] for c in s["classes"])) for k in ("real", "generated", "total")))
+        table.add_row(escape(c["class"]), *(str(c[k]) for k in columns))
+    table.add_row("all", *(str(sum(c[k] for c in s["classes"])) for k in columns))
     (console() if to_stderr else _stdout_console()).print(table)
 
 
@@ -135,18 +145,23 @@ def _print_evaluation(r: dict) -> None:
     from rich.table import Table
 
     out = _stdout_console()
-    out.print(f"classifier: {r['classifier']}; epochs: {r['classifier_epochs']}; (b) balanced by {r['model']}, "
+    share, least = r.get("real_share") or 0, r.get("min_generated") or 0
+    fill = (f", {share:g} of each gap copied" if share else "") + (f", at least {least} generated per class" if least else "")
+    out.print(f"classifier: {r['classifier']}; epochs: {r['classifier_epochs']}; (b) balanced by {r['model']}{fill}, "
               f"(c) by oversampling with flips; test: {r['test']}; seed {r['seed']}"
               + (f"; temperature {r['temperature']:g}" if r.get("temperature") is not None else ""), markup=False)
     cols = r["columns"]
     acc = Table(title="test accuracy", title_justify="left")
-    for name in ("class", "train", "test", "generated", "(a) as-is", f"(b) {r['model']}", "(c) oversampled"):
+    counts = ("train", "test", "copied", "generated") if any(c.get("copied") for c in r["classes"]) else \
+        ("train", "test", "generated")
+    for name in ("class", *counts, "(a) as-is", f"(b) {r['model']}", "(c) oversampled"):
         acc.add_column(name, justify="left" if name == "class" else "right")
     for c in r["classes"]:
-        acc.add_row(escape(c["class"]) + (" *" if c["minority"] else ""), str(c["train"]), str(c["test"]), str(c["generated"]),
+        acc.add_row(escape(c["class"]) + (" *" if c["minority"] else ""), *(str(c[k]) for k in counts),
                     *(_fmt(c["accuracy"][m]) for m in ("as_is", "balanced", "oversampled")))
-    acc.add_row("minority *", "", "", "", *(_fmt(cols[m]["minority"]) for m in ("as_is", "balanced", "oversampled")))
-    acc.add_row("macro", "", "", "", *(_fmt(cols[m]["macro"]) for m in ("as_is", "balanced", "oversampled")))
+    blank = [""] * len(counts)
+    acc.add_row("minority *", *blank, *(_fmt(cols[m]["minority"]) for m in ("as_is", "balanced", "oversampled")))
+    acc.add_row("macro", *blank, *(_fmt(cols[m]["macro"]) for m in ("as_is", "balanced", "oversampled")))
     out.print(acc)
     out.print(f"* minority: {r['minority_rule']} ({', '.join(r['minority_classes']) or 'none'})", markup=False)
     gen = Table(title=f"generated images ({r['judge_count']} per class; mean SSIM of {r['ssim_pairs']} random "
