@@ -227,6 +227,17 @@ def plan_fill(counts: list[int], targets: list[int], real_share: float = 0.0, mi
     return FillPlan(copies, [max(g - k, min_generated) for g, k in zip(gaps, copies)])
 
 
+def draw_fill(data: LabelledImages, plan: FillPlan, ck: dict, seed: int = 0, device: str = "auto",
+              temperature: float | None = None) -> tuple[Copies, np.ndarray, torch.Tensor]:
+    """The images `plan` adds to `data`, from `seed`: its copies, and its generated images' labels and images
+    (the balancer `ck`, at `temperature`, at data's size)."""
+    copies = draw_copies(data, plan.copies, seed)
+    gen_labels = plan.generated_labels()
+    gen_images = generate_classes(ck, gen_labels, data.class_names, tuple(data.images.shape[2:]), seed, device,
+                                  temperature=temperature)
+    return copies, gen_labels, gen_images
+
+
 def with_generated(data: LabelledImages, images: torch.Tensor, labels: torch.Tensor) -> LabelledImages:
     return LabelledImages(torch.cat([data.images, images]), torch.cat([data.labels, labels]), data.class_names,
                           data.source)
@@ -575,10 +586,7 @@ def balance(data: str, out: str, target: str = "max", training: Training | None 
     ck = obtain_balancer(images, data, training, checkpoint=checkpoint, seed=seed, device=device)
     info(f"balance: {images.source}: {len(images.labels)} images in {len(counts)} classes; generating "
          f"{sum(plan.generated)} with {ck['model']}" + (f", copying {sum(plan.copies)}" if any(plan.copies) else ""))
-    copies = draw_copies(images, plan.copies, seed)
-    gen_labels = plan.generated_labels()
-    gen_images = generate_classes(ck, gen_labels, images.class_names, (ds.height, ds.width), seed, device,
-                                  temperature=temperature)
+    copies, gen_labels, gen_images = draw_fill(images, plan, ck, seed, device, temperature)
     if kind == "folder":
         rows = write_folder(out, images, files, gen_images, gen_labels, only_generated, overwrite, copies)
     else:
@@ -757,12 +765,9 @@ def pair_ssim(images: torch.Tensor, pairs: int, seed: int = 0) -> float | None:
 
 def filled(data: LabelledImages, plan: FillPlan, ck: dict, seed: int = 0, device: str = "cpu",
            temperature: float | None = None) -> LabelledImages:
-    """`data` with the images `balance` would add to it by `plan` (its copies, then its generated images, from
-    the same seed): --evaluate's arm (b); bench/balance_shortcut.py's `product`."""
-    copies = draw_copies(data, plan.copies, seed)
-    gen_labels = plan.generated_labels()
-    gen_images = generate_classes(ck, gen_labels, data.class_names, tuple(data.images.shape[2:]), seed, device,
-                                  temperature=temperature)
+    """`data` with the images `balance` adds to it (draw_fill): --evaluate's arm (b); bench/balance_shortcut.py's
+    `product`."""
+    copies, gen_labels, gen_images = draw_fill(data, plan, ck, seed, device, temperature)
     return with_generated(data, torch.cat([copies.images, gen_images]),
                           torch.cat([copies.labels, torch.from_numpy(gen_labels)]))
 
