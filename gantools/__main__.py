@@ -7,20 +7,24 @@ import sys
 
 def main() -> None:
     """Import the command line, run it, exit with its code."""
-    from gantools.errors import exit_now
-
     try:
         from gantools.cli import main as run
     except KeyboardInterrupt:
         print("gantools: interrupted", file=sys.stderr)
-        exit_now(130)
+        _exit_interrupted()
     try:
         run()
     except SystemExit as e:
         distributed = sys.modules.get("gantools.distributed")
         if e.code == 130 and (distributed is None or distributed.current().world == 1):
-            exit_now(130)  # not under torchrun, whose launcher sees its processes end as they end
+            _exit_interrupted()  # not under torchrun, whose launcher sees its processes end as they end
         raise
+
+
+def _exit_interrupted() -> None:
+    from gantools.errors import exit_now
+
+    exit_now(130)
 
 
 if __name__ == "__main__":

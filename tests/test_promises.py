@@ -65,15 +65,21 @@ def test_ctrl_c_exits_130_with_one_line_and_writes_nothing(what, tiny_dcgan, tab
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-@pytest.mark.parametrize("where", ["command", "start-up", "class-creation"])
+@pytest.mark.parametrize("where", ["command", "start-up", "class-creation", "typer"])
 def test_ctrl_c_inside_exec_code_still_exits_130(where, tmp_path):
     """CPython ends a `python -m` process by SIGINT (-2 to its parent), whatever sys.exit says, once a
     KeyboardInterrupt has passed through exec()'d code, as Ctrl-C does when it lands in a dataclass being
     built (importing torch builds many; CI failed so). Here it lands so on purpose: in a command (models
-    --json) and while the commands are imported. And Python 3.11 turns Ctrl-C inside a class's creation
-    into a RuntimeError (seen when interrupting torch's import): still Ctrl-C."""
+    --json), while the commands are imported, and while typer parses the command line (where typer exits 130
+    without a word). And Python 3.11 turns Ctrl-C inside a class's creation into a RuntimeError (seen when
+    interrupting torch's import): still Ctrl-C."""
     if where == "command":
         hook = "import gantools.cli.models as m\nm.print_json = lambda *a: exec('raise KeyboardInterrupt')\n"
+    elif where == "typer":  # typer turns Ctrl-C while it parses the command line into exit 130, silently
+        hook = ("import typer.core\n"
+                "def parse(*a, **k):\n"
+                "    exec('raise KeyboardInterrupt')\n"
+                "typer.core.TyperGroup.make_context = parse\n")
     elif where == "class-creation":
         hook = ("import gantools.cli.models as m\n"
                 "class Field:\n"

@@ -72,6 +72,9 @@ def main() -> None:
         from typer._click import exceptions as cx
     except ImportError:
         from click import exceptions as cx
+    from gantools.cli import common
+
+    common.INTERRUPT_TOLD.clear()  # one invocation's state (tests run many in one process)
 
     try:
         code = app(prog_name="gantools", standalone_mode=False)  # also under `python -m gantools`
@@ -85,7 +88,6 @@ def main() -> None:
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):  # typer.Abort is click's Abort in every typer version; Ctrl-C
         # outside a command (handle_errors) and outside click's own catch: while typer builds the commands
-        print("gantools: interrupted", file=sys.stderr)
         code = 130
     except BrokenPipeError:  # e.g. `gantools train --help | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -94,6 +96,8 @@ def main() -> None:
         print(f"gantools: error: {e.format_message()}", file=sys.stderr)
         sys.exit(e.exit_code)
     code = code if isinstance(code, int) else 0
+    if code == 130:  # Ctrl-C, wherever it came: one line (typer's own catch says nothing)
+        common.tell_interrupted()
     if "gantools.distributed" in sys.modules:  # under torchrun (never imported by --help or completion)
         sys.modules["gantools.distributed"].exit_after_leaving(code)
     sys.exit(code)

@@ -46,9 +46,22 @@ def print_json(obj: Any) -> None:
     print(json.dumps(_json_safe(obj), indent=2, default=str, allow_nan=False))
 
 
+INTERRUPT_TOLD: list[bool] = []  # this invocation printed its line about Ctrl-C (cli.main clears it)
+
+
 def fail(msg: str, code: int = 1, where: str = "gantools") -> None:
     print(f"{where}: error: {msg}", file=sys.stderr, flush=True)
+    if code == 130:  # Interrupted: its own line (e.g. train's checkpoint) tells
+        INTERRUPT_TOLD.append(True)
     raise typer.Exit(code)
+
+
+def tell_interrupted() -> None:
+    """The line of a command ended by Ctrl-C, unless this invocation printed one already: typer turns Ctrl-C
+    outside a command's body into exit 130 without a word."""
+    if not INTERRUPT_TOLD:
+        print("gantools: interrupted", file=sys.stderr, flush=True)
+        INTERRUPT_TOLD.append(True)
 
 
 def numeric_type(param: Any) -> type | None:
@@ -122,7 +135,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except GantoolsError as e:
             fail(str(e), e.exit_code, ctx.command_path if ctx is not None and e.exit_code == 2 else "gantools")
         except KeyboardInterrupt:
-            print("gantools: interrupted", file=sys.stderr, flush=True)
+            tell_interrupted()
             raise typer.Exit(130) from None
         except BrokenPipeError:
             # The reader of our stdout went away (e.g. `| head`): not an error of ours.
@@ -137,7 +150,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as e:
             if not _caused_by_ctrl_c(e):
                 raise
-            print("gantools: interrupted", file=sys.stderr, flush=True)
+            tell_interrupted()
             raise typer.Exit(130) from None
         finally:
             restore_sigterm()

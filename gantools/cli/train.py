@@ -97,7 +97,12 @@ def train(
     def start_processes() -> None:
         import sys
 
-        raise typer.Exit(distributed.launch(nproc, _without_nproc(sys.argv[1:])))
+        from gantools.cli.common import INTERRUPT_TOLD
+
+        code = distributed.launch(nproc, _without_nproc(sys.argv[1:]))
+        if code == 130:  # each process printed its line
+            INTERRUPT_TOLD.append(True)
+        raise typer.Exit(code)
 
     options = dict(model=model, data=data, steps=steps, epochs=epochs, batch_size=batch_size, lr_g=lr_g,
                    lr_d=lr_d, betas=_parse_betas(betas), n_critic=n_critic, loss=loss, z_dim=z_dim, ema=ema,
