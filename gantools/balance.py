@@ -213,15 +213,20 @@ class FillPlan:
         return np.repeat(np.arange(len(self.generated)), self.generated).astype(np.int64)
 
 
+def check_fill(real_share: float, min_generated: int) -> None:
+    """Refuse (UsageError) a --real-share or --min-generated out of its range (gantools.options)."""
+    from gantools.options import RANGES
+
+    RANGES["real_share"].check("--real-share", real_share)
+    RANGES["min_generated"].check("--min-generated", min_generated)
+
+
 def plan_fill(counts: list[int], targets: list[int], real_share: float = 0.0, min_generated: int = 0) -> FillPlan:
     """Each class's gap to its target: real_share x gap copies of its own images (rounded half up), the rest
     generated; then every class gets at least `min_generated` generated images, beyond its target where its
     gap left fewer (so that "generated" does not mark the rare classes to a classifier). real_share 0 and
     min_generated 0: the paper's fill, all generated."""
-    from gantools.options import RANGES
-
-    RANGES["real_share"].check("--real-share", real_share)
-    RANGES["min_generated"].check("--min-generated", min_generated)
+    check_fill(real_share, min_generated)
     gaps = [t - c for c, t in zip(counts, targets)]
     copies = [int(np.floor(real_share * g + 0.5)) for g in gaps]  # half up (Python's round: half to even)
     return FillPlan(copies, [max(g - k, min_generated) for g, k in zip(gaps, copies)])
@@ -445,6 +450,7 @@ def write_folder(out: str, data: LabelledImages, files: list | None, gen_images:
     from gantools.data.stream import encode_png
     from gantools.fsutil import OutputFolder, plain_name
 
+    copies = copies if copies is not None else Copies.none(data)
     for name in data.class_names:
         if not plain_name(name) or name.startswith("."):
             raise GantoolsError(f"class {name!r}: cannot be a folder name; write OUT as .npz or .h5")
@@ -470,7 +476,7 @@ def write_folder(out: str, data: LabelledImages, files: list | None, gen_images:
                     rows.append({"image": f"{cname}/{name}", "class": cname, "label": k, "generated": 0,
                                  "copy": 0, "flipped": 0, "source": source})
             mine = np.flatnonzero(gen_labels == k)
-            copied = torch.nonzero(copies.labels == k).flatten().tolist() if copies is not None else []
+            copied = torch.nonzero(copies.labels == k).flatten().tolist()
             pending = [f"{cname}/{generated_name(j + 1)}" for j in range(len(mine))]
             pending_copies = [f"{cname}/{copy_name(j + 1)}" for j in range(len(copied))]
             clash = next((p for p in pending + pending_copies if p.split("/", 1)[1] in used), None)
@@ -568,7 +574,7 @@ def balance(data: str, out: str, target: str = "max", training: Training | None 
 
     training = training or Training()
     check_temperature(temperature)
-    plan_fill([0], [0], real_share, min_generated)  # refuses them before any work
+    check_fill(real_share, min_generated)
     if only_generated and real_share > 0:
         raise UsageError("--only-generated and --real-share: the copies are real images; leave out one of them")
     kind = check_outputs(data, out, manifest, save_model, overwrite)
@@ -791,7 +797,7 @@ def evaluate_balance(data: str, test: str | None = None, test_split: float = 0.2
 
     training = training or Training()
     check_temperature(temperature)
-    plan_fill([0], [0], real_share, min_generated)  # refuses them before any work
+    check_fill(real_share, min_generated)
     if save_model is not None:
         check_target(save_model, overwrite, inputs=[data])
     _check_reuse(checkpoint, save_model, training)
